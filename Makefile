@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 BUNDLE ?= runs/mfeat
 
-.PHONY: demo test lint install clean results proto report-png
+.PHONY: demo test lint install clean results perf proto report-png
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,13 @@ $(BUNDLE)/calibration.json: | install
 # docs/RESULTS.md and its figures: the full evaluation grid on the mfeat bundle (about 2 minutes on 2 cores).
 results: install $(BUNDLE)/calibration.json
 	$(BIN)/copur evaluate $(BUNDLE) --out docs/results --markdown docs/RESULTS.md
+
+# docs/PERFORMANCE.md: the purifier micro-benchmark, the service load test (starts and stops the cluster of
+# deploy/cluster.yaml, batching on then off) and the report judging the targets (a few minutes on 2 cores).
+perf: install $(BUNDLE)/calibration.json
+	$(BIN)/copur bench purifier --json runs/bench/purifier.json
+	$(BIN)/copur bench serve --up --config deploy/cluster.yaml --json runs/bench/serve.json
+	$(BIN)/copur bench report --purifier runs/bench/purifier.json --serve runs/bench/serve.json --out docs/PERFORMANCE.md
 
 # Regenerate the checked-in gRPC stubs (services/copur/v1/*_pb2*.py[i]) from proto/.
 proto: install

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
-from copur.errors import ConfigError, CopurError
+from copur.bench.cli import bench_app
+from copur.clikit import guard as _guard
+from copur.errors import ConfigError
 
 __all__ = ["app", "main"]
 
@@ -22,17 +23,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-T = TypeVar("T")
-
-
-def _guard(fn: Callable[[], T]) -> T:
-    """Run ``fn``; a domain error becomes one line on stderr and exit status 2."""
-    try:
-        return fn()
-    except CopurError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
 
 
 @app.command()
@@ -412,6 +402,8 @@ def predict(
     typer.echo(text, err=code != 0)
     raise typer.Exit(code=code)
 
+
+app.add_typer(bench_app, name="bench")
 
 scenario_app = typer.Typer(
     help="Scripted attack scenarios against a running (or self-started) cluster.", no_args_is_help=True

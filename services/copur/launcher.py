@@ -3,9 +3,11 @@ watched, and stopped cleanly. Also the library the end-to-end tests and the scen
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -167,8 +169,33 @@ class Cluster:
                 raise ClusterError(f"not ready after {timeout:.0f} s: {', '.join(sorted(pending))}")
             time.sleep(0.2)
 
+    def bound_ports(self) -> dict[int, str]:
+        """Every port the topology's processes listen on, with what listens there."""
+        t = self.topology
+        ports = {p.port: f"party {p.index}" for p in t.parties}
+        for a in t.adversaries:
+            ports[a.port], ports[a.control_port] = f"adversary {a.party}", f"adversary {a.party} control"
+        ports[t.fusion.http_port], ports[t.fusion.grpc_port] = "fusion HTTP", "fusion gRPC"
+        return ports
+
+    def check_ports_free(self) -> None:
+        """Refuse to start when a port is taken: readiness probes would otherwise talk to whatever holds it."""
+        for port, what in sorted(self.bound_ports().items()):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers: TIME_WAIT is fine
+                try:
+                    sock.bind((self.topology.bind_host, port))
+                except OSError as exc:
+                    if exc.errno != errno.EADDRINUSE:
+                        continue  # e.g. a privileged port: the process itself will say why it cannot bind
+                    raise ClusterError(
+                        f"port {port} ({what}) on {self.topology.bind_host} is already in use: another cluster "
+                        "running? (`copur down` stops one started by `copur up`)"
+                    ) from None
+
     def start(self, timeout: float = 120.0) -> Cluster:
         """Start parties and adversaries, wait until they serve, then the fusion center until it is ready."""
+        self.check_ports_free()
         backends = [s for n, s in self.procs.items() if n != "fusion"]
         try:
             for spec in backends:

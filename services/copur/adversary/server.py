@@ -7,6 +7,7 @@ endpoint (FastAPI under uvicorn, in a background thread) reads and switches the 
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import signal
@@ -402,6 +403,7 @@ def serve_adversary(
             previous[sig] = signal.signal(sig, _on_signal)
     try:
         app.start()
+        gc.freeze()  # the process's long-lived objects: out of the collector's reach (no long full collections)
         while not requested.wait(timeout=0.5):
             pass
     finally:

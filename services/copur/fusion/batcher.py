@@ -21,7 +21,13 @@ class Job:
 
 class Batcher:
     """Collects jobs into batches and hands each batch to ``process``; with ``enabled`` False every job is
-    its own batch. ``process`` must resolve every job's future."""
+    its own batch. ``process`` must resolve every job's future.
+
+    With batching enabled at most ``max_inflight`` batches are processed at once (one fetching from the
+    parties while another runs on the worker): jobs arriving meanwhile wait in the queue and go out as one
+    batch when a slot frees, so batches grow with the load instead of queueing as tiny batches behind
+    the single worker thread. A batch waits up to ``max_delay_ms`` for more jobs only while another batch
+    is in flight; on an idle pipeline it leaves at once (a lone request pays no batching delay)."""
 
     def __init__(
         self,
@@ -30,11 +36,13 @@ class Batcher:
         max_batch: int,
         max_delay_ms: float,
         enabled: bool = True,
+        max_inflight: int = 2,
     ) -> None:
         self.process = process
         self.max_batch = max_batch
         self.max_delay_s = max_delay_ms / 1000.0
         self.enabled = enabled
+        self._slots = asyncio.Semaphore(max(1, max_inflight)) if enabled else None
         self.queue: asyncio.Queue[Job] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
@@ -52,20 +60,32 @@ class Batcher:
         size = len(batch[0].sample_ids)
         deadline = time.monotonic() + self.max_delay_s
         while self.enabled and size < self.max_batch:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
-                break
-            try:
-                job = await asyncio.wait_for(self.queue.get(), timeout)
-            except TimeoutError:
-                break
+            try:  # jobs already queued join without a timer
+                job = self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                if not self._inflight:  # nothing else in flight: waiting for company only adds latency
+                    break
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    break
+                try:
+                    job = await asyncio.wait_for(self.queue.get(), timeout)
+                except TimeoutError:
+                    break
             batch.append(job)
             size += len(job.sample_ids)
         return batch
 
     async def _run(self) -> None:
         while True:
-            batch = await self._collect()
+            if self._slots is not None:
+                await self._slots.acquire()
+            try:
+                batch = await self._collect()
+            except BaseException:
+                if self._slots is not None:
+                    self._slots.release()
+                raise
             # Batches overlap: the next one is collected while this one waits on parties and the worker.
             task = asyncio.get_running_loop().create_task(self._guarded(batch))
             self._inflight.add(task)
@@ -78,6 +98,9 @@ class Batcher:
             for job in batch:
                 if not job.future.done():
                     job.future.set_exception(exc)
+        finally:
+            if self._slots is not None:
+                self._slots.release()
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -151,6 +151,8 @@ class FusionHandler:
         where: dict[int, int],
         name: str,
     ) -> None:
+        if job.future.done():  # the caller went away (cancelled): the batch's other jobs still get answers
+            return
         short = [r for r in rows if r not in where]
         if short:
             missing = sorted({p for r in short for p in np.flatnonzero(~fetched.observed[r]).tolist()})

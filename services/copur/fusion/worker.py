@@ -12,6 +12,7 @@ import torch
 
 from copur.bundle import Bundle
 from copur.defenses import Engine, EngineConfig
+from copur.purify.fastgrad import small_batch_threads
 
 __all__ = ["DefenseResult", "Worker"]
 
@@ -36,7 +37,9 @@ class Worker:
         self.executor.submit(torch.set_num_threads, threads).result()
 
     def run_sync(self, h: np.ndarray, observed: np.ndarray, defense: str, certify: bool) -> DefenseResult:
-        with torch.no_grad():
+        # Small batches on one intra-op thread: the head's and the purifier's tiny matmuls stall on a busy
+        # machine when split over threads (profiled under load: most of the worker's time).
+        with torch.no_grad(), small_batch_threads(len(h), self.device):
             out = self.engine.defense(defense).predict(
                 torch.as_tensor(h, device=self.device), torch.as_tensor(observed, device=self.device), certify=certify
             )

@@ -14,6 +14,7 @@ import torch
 
 from copur.purify.base import Purified, Purifier
 from copur.purify.blocks import smooth_block_norms
+from copur.purify.fastgrad import MLPCache, block_grad, reference_step1, small_batch_threads
 
 __all__ = ["ReferenceConfig", "ReferencePurifier"]
 
@@ -26,6 +27,8 @@ class ReferenceConfig:
     k2: int = 3
     lr2: float = 0.001
     tau: float = 1000.0
+    #: False: take each step's gradient with autograd, as the public code does (slower; for comparison)
+    analytic_grad: bool = True
 
 
 class ReferencePurifier(Purifier):
@@ -34,6 +37,9 @@ class ReferencePurifier(Purifier):
     def __init__(self, *, config: ReferenceConfig | None = None, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.config = config or ReferenceConfig()
+        self._mlp = MLPCache()
+        #: the work of the last ``purify`` call (rows through the AE forward / input-gradient backward)
+        self.last_cost: dict[str, int] = {}
 
     def _rms(self, v: torch.Tensor) -> torch.Tensor:
         return smooth_block_norms(v, self.num_parties) / self.emb_dim**0.5
@@ -42,7 +48,22 @@ class ReferencePurifier(Purifier):
         return torch.autograd.grad(loss.sum(), x, create_graph=differentiable)[0]
 
     def purify(self, h: torch.Tensor, observed: torch.Tensor, *, differentiable: bool = False) -> Purified:
+        if differentiable:
+            out = self._purify_autograd(h, observed, differentiable=True)
+        elif not self.config.analytic_grad:
+            with small_batch_threads(len(h), h.device):
+                out = self._purify_autograd(h.detach(), observed, differentiable=False)
+        else:
+            with torch.no_grad(), small_batch_threads(len(h), h.device):
+                out = self._purify_fast(h.detach(), observed)
+        scores = self.scores(out, h, observed).detach()
+        return Purified(h=out, scores=scores, flagged=self.flags(scores, observed))
+
+    def _purify_autograd(self, h: torch.Tensor, observed: torch.Tensor, *, differentiable: bool) -> torch.Tensor:
+        """Both steps with torch.autograd (unrolled into the graph when ``differentiable``)."""
         cfg, obs = self.config, observed.to(h.dtype)
+        b = len(h)
+        cost = {"ae_fwd_rows": 0, "ae_bwd_rows": 0, "step1_iterations": 0, "step1_row_iterations": 0}
         with torch.enable_grad():
             # Step 1: gradient descent on the observed blocks' rms residuals, per-sample early stop.
             big_l = self.ae(self.masked_input(h, observed))
@@ -51,6 +72,8 @@ class ReferencePurifier(Purifier):
                 idx = active.nonzero().squeeze(1)
                 if len(idx) == 0:
                     break
+                cost["step1_iterations"] += 1
+                cost["step1_row_iterations"] += len(idx)
                 cur = big_l[idx] if differentiable else big_l[idx].detach().requires_grad_(True)
                 loss = (self._rms(self.ae(cur) - h[idx]) * obs[idx]).sum(dim=1)
                 grad = self._grad(loss, cur, differentiable)
@@ -69,5 +92,56 @@ class ReferencePurifier(Purifier):
                 loss = cfg.tau * self._rms(self.ae(cur) - cur).sum(dim=1) + (self._rms(h - cur) * obs).sum(dim=1)
                 l2 = cur - cfg.lr2 * self._grad(loss, cur, differentiable)
             out = self.ae(l2) if differentiable else self.ae(l2.detach()).detach()
-        scores = self.scores(out, h, observed).detach()
-        return Purified(h=out, scores=scores, flagged=self.flags(scores, observed))
+        self._record(cost, b)
+        return out
+
+    def _record(self, cost: dict[str, int], b: int) -> None:
+        rows = cost["step1_row_iterations"] + self.config.k2 * b
+        cost["ae_fwd_rows"] = rows + 3 * b
+        cost["ae_bwd_rows"] = rows
+        self.last_cost = cost
+
+    def _purify_fast(self, h: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """Both steps with the AE's analytic input gradient (no autograd); the autograd path's iterates."""
+        cfg, mlp = self.config, self._mlp.get(self.ae.encoder, self.ae.decoder)
+        b, m, e = len(h), self.num_parties, self.emb_dim
+        cost = {"ae_fwd_rows": 0, "ae_bwd_rows": 0, "step1_iterations": 0, "step1_row_iterations": 0}
+        coef = observed.to(h.dtype) / e**0.5  # d rms(v) / dv = v / (sqrt(e) * ||v||)
+        big_l = self.ae(self.masked_input(h, observed))
+        # Step 1 in the first layer's pre-activation a1 = W1 L + b1: L - lr W1^T d <=> a1 - lr d W1 W1^T,
+        # which saves a matmul per step; L = L0 - lr W1^T (sum of the d) is rebuilt once at the end.
+        # Only the active rows are carried, compacted whenever some of them stop.
+        a1, acc = mlp.first(big_l), torch.zeros(b, mlp.gram.shape[0], dtype=h.dtype, device=h.device)
+        acc_all, idx, target, weight = acc, None, h, coef
+        for _ in range(cfg.k1):
+            cost["step1_iterations"] += 1
+            cost["step1_row_iterations"] += len(a1)
+            a1_next, acc_next, grad_norm = reference_step1(mlp, a1, acc, target, weight, cfg.lr1)
+            moving = grad_norm >= cfg.stop_grad
+            if bool(moving.all()):
+                a1, acc = a1_next, acc_next
+                continue
+            rows = idx if idx is not None else torch.arange(b, device=h.device)
+            if idx is None:
+                acc_all = acc.clone()
+            acc_all[rows[~moving]] = acc[~moving]  # a row that stops keeps its iterate: no step
+            keep = moving.nonzero().squeeze(1)
+            a1, acc = a1_next[keep], acc_next[keep]
+            idx, target, weight = rows[keep], target[keep], weight[keep]
+            if len(keep) == 0:
+                break
+        if idx is None:
+            acc_all = acc
+        elif len(idx):
+            acc_all[idx] = acc
+        big_l = big_l - cfg.lr1 * (acc_all @ mlp.weights[0])
+        # Step 2: grad = J^T g_r - g_r - g_h with r = AE(L2) - L2 (all blocks, weight tau), g_h on h - L2.
+        l2 = self.ae(big_l)
+        tau_coef = torch.full((1, m), cfg.tau / e**0.5, dtype=h.dtype, device=h.device)
+        for _ in range(cfg.k2):
+            out, pre = mlp.forward(l2)
+            g_r = block_grad(out - l2, tau_coef, m, e)
+            grad = mlp.backward(g_r, pre) - g_r - block_grad(h - l2, coef, m, e)
+            l2 = l2 - cfg.lr2 * grad
+        self._record(cost, b)
+        return self.ae(l2)
