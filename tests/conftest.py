@@ -1,16 +1,23 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 
+from copur.auth import init_keys
 from copur.bundle import Bundle, load_bundle, save_bundle
 from copur.calibration import calibrate_bundle
 from copur.config import TrainConfig
 from copur.data import DatasetSpec, load_dataset
 from copur.defenses import Engine, EngineConfig
+from copur.tls.certs import service_names, write_certs
+from copur.topology import load_topology
 from copur.train import train_all
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +51,54 @@ def test_batch(mfeat_bundle: Bundle) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
         h = mfeat_bundle.models.embed([torch.as_tensor(x) for x in data.party_rows(ids)])
     return h, torch.as_tensor(data.labels[ids])
+
+
+@pytest.fixture(scope="session")
+def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`copur certs init` output for every service of deploy/cluster.yaml and deploy/cluster-scenarios.yaml
+    (parties 0-5, adversaries 0-5, fusion, client): what `make demo` creates in runs/certs."""
+    out = tmp_path_factory.mktemp("certs")
+    topologies = [load_topology(REPO / "deploy" / f, env={}) for f in ("cluster.yaml", "cluster-scenarios.yaml")]
+    write_certs(out, service_names(topologies), force=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def cluster_tls(tls_dir: Path) -> Iterator[Path]:
+    """COPUR_TLS_DIR -> :func:`tls_dir` for one test module: clusters it launches (topology tls.mode mtls, the
+    default) find their key pairs there, whatever the working directory holds."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COPUR_TLS_DIR", str(tls_dir))
+        yield tls_dir
+
+
+@dataclass(frozen=True)
+class ApiKeys:
+    """`copur keys init` output: the keys file and the raw development keys beside it."""
+
+    keys_file: Path
+    predict: str
+    admin: str
+
+    def headers(self, scope: str = "predict") -> dict[str, str]:
+        """``Authorization: Bearer <key>`` for the development key of ``scope``."""
+        return {"Authorization": f"Bearer {self.admin if scope == 'admin' else self.predict}"}
+
+
+@pytest.fixture(scope="session")
+def api_keys(tmp_path_factory: pytest.TempPathFactory) -> ApiKeys:
+    """`copur keys init` into a temporary directory: what `make demo` creates in runs/certs."""
+    result = init_keys(tmp_path_factory.mktemp("keys"))
+    read = {scope: path.read_text().strip() for scope, path in result.key_files.items()}
+    return ApiKeys(keys_file=result.keys_file, predict=read["predict"], admin=read["admin"])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _api_keys_env(api_keys: ApiKeys) -> Iterator[ApiKeys]:
+    """COPUR_API_KEYS_FILE -> :func:`api_keys` for the whole session: every cluster a test launches from a
+    topology (auth.mode keys, the default) finds its keys there, whatever the working directory holds."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COPUR_API_KEYS_FILE", str(api_keys.keys_file))
+        for var in ("COPUR_API_KEYS", "COPUR_AUTH_MODE", "COPUR_API_KEY", "COPUR_ADMIN_KEY"):
+            patch.delenv(var, raising=False)
+        yield api_keys

@@ -1,22 +1,38 @@
 """Client library for the CoPur fusion center and adversary control endpoint."""
 
 from copur.serde import Certificate, Prediction
-from copur_client.errors import BadRequest, CopurClientError, NotFound, ServerError, Timeout, Unavailable
-from copur_client.grpc_client import GrpcFusionClient
+from copur_client.errors import (
+    AuthError,
+    BadRequest,
+    CopurClientError,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    ServerError,
+    Timeout,
+    Unauthorized,
+    Unavailable,
+)
+from copur_client.grpc_client import GrpcFusionClient, GrpcTls
 from copur_client.http import AdversaryControl, FusionClient
 from copur_client.table import predict_command, predictions_table
 
 __all__ = [
     "AdversaryControl",
+    "AuthError",
     "BadRequest",
     "Certificate",
     "CopurClientError",
+    "Forbidden",
     "FusionClient",
     "GrpcFusionClient",
+    "GrpcTls",
     "NotFound",
     "Prediction",
+    "RateLimited",
     "ServerError",
     "Timeout",
+    "Unauthorized",
     "Unavailable",
     "predict_command",
     "predictions_table",

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-__all__ = ["BadRequest", "CopurClientError", "NotFound", "ServerError", "Timeout", "Unavailable"]
+__all__ = [
+    "AuthError",
+    "BadRequest",
+    "CopurClientError",
+    "Forbidden",
+    "NotFound",
+    "RateLimited",
+    "ServerError",
+    "Timeout",
+    "Unauthorized",
+    "Unavailable",
+]
 
 _MAX_DETAIL = 500
 
@@ -35,6 +46,26 @@ class BadRequest(CopurClientError):
 
 class NotFound(BadRequest):
     """Unknown sample ids or path (404)."""
+
+
+class AuthError(BadRequest):
+    """The server refused the API key (401) or its scope (403); retrying with the same key will not help."""
+
+
+class Unauthorized(AuthError):
+    """401: no API key, or one the server does not know (pass ``api_key=`` or set ``COPUR_API_KEY``)."""
+
+
+class Forbidden(AuthError):
+    """403: the API key lacks the scope (``admin`` operations: pass ``admin_key=`` or set ``COPUR_ADMIN_KEY``)."""
+
+
+class RateLimited(CopurClientError):
+    """429: the API key is over its rate; ``retry_after_s`` is what the server asked the client to wait."""
+
+    def __init__(self, endpoint: str, detail: str, status: int | None = 429, retry_after_s: float = 1.0) -> None:
+        super().__init__(endpoint, detail, status)
+        self.retry_after_s = retry_after_s
 
 
 class Unavailable(CopurClientError):

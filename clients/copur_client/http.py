@@ -1,8 +1,12 @@
-"""HTTP clients: :class:`FusionClient` for the fusion center and :class:`AdversaryControl` for an adversary."""
+"""HTTP clients: :class:`FusionClient` for the fusion center and :class:`AdversaryControl` for an adversary.
+
+Both send an API key as ``Authorization: Bearer <key>``: given as ``api_key=`` (``admin_key=`` for admin
+operations), else from ``$COPUR_API_KEY`` (``$COPUR_ADMIN_KEY``); an empty string sends none."""
 
 from __future__ import annotations
 
 import operator
+import os
 import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
@@ -14,39 +18,59 @@ from copur.serde import Certificate, Prediction
 from copur_client.errors import (
     BadRequest,
     CopurClientError,
+    Forbidden,
     NotFound,
+    RateLimited,
     ServerError,
     Timeout,
+    Unauthorized,
     Unavailable,
     one_line,
 )
 
-__all__ = ["AdversaryControl", "FusionClient", "prediction_from_json"]
+__all__ = ["ADMIN_KEY_ENV", "API_KEY_ENV", "AdversaryControl", "FusionClient", "prediction_from_json", "resolve_key"]
+
+API_KEY_ENV = "COPUR_API_KEY"
+ADMIN_KEY_ENV = "COPUR_ADMIN_KEY"
+MAX_BACKOFF_S = 4.0  # the longest wait between two retries of a 503 or a refused / lost connection
+MAX_RETRY_AFTER_S = 30.0  # a server asking for a longer wait is answered with RateLimited at once
+
+
+def resolve_key(explicit: str | None, env_var: str) -> str | None:
+    """``explicit`` when given (an empty string: no key), else ``$env_var`` when set and non-empty, else None."""
+    if explicit is not None:
+        return explicit or None
+    return os.environ.get(env_var) or None
 
 
 def _server_detail(response: httpx.Response) -> str:
-    """The server's ``detail`` as one line (FastAPI's list-shaped 422 details flattened), else the body."""
+    """The server's one-line ``detail``, else the body (folded to one line), else the reason phrase."""
     try:
         body = response.json()
     except ValueError:
         body = None
     detail = body.get("detail") if isinstance(body, dict) else None
-    if isinstance(detail, list):
-        parts = []
-        for item in detail:
-            if isinstance(item, dict):
-                loc = ".".join(str(x) for x in item.get("loc", ()) if x != "body")
-                parts.append(f"{loc}: {item.get('msg', '')}" if loc else str(item.get("msg", "")))
-            else:
-                parts.append(str(item))
-        return "; ".join(parts) or response.reason_phrase
     if detail is not None:
-        return str(detail)
+        return one_line(str(detail))
     return one_line(response.text) or response.reason_phrase
 
 
-def _error_for(endpoint: str, response: httpx.Response) -> CopurClientError:
+def _retry_after(response: httpx.Response) -> float:
+    """The ``Retry-After`` header in seconds (a number; 1 when missing or a date)."""
+    try:
+        return max(0.0, float(response.headers.get("retry-after", "1")))
+    except ValueError:
+        return 1.0
+
+
+def _error_for(endpoint: str, response: httpx.Response, key_hint: str = "") -> CopurClientError:
     status, detail = response.status_code, _server_detail(response)
+    if status == 401:
+        return Unauthorized(endpoint, detail + key_hint, status)
+    if status == 403:
+        return Forbidden(endpoint, detail, status)
+    if status == 429:
+        return RateLimited(endpoint, detail, status, _retry_after(response))
     if status == 404:
         return NotFound(endpoint, detail, status)
     if status == 503:
@@ -78,44 +102,103 @@ def prediction_from_json(item: Mapping[str, Any]) -> Prediction:
     )
 
 
-class _HttpBase:
-    """An httpx.Client with the error mapping and (for idempotent calls) retry on refusal and 503."""
+class _Refused(Unavailable):
+    """A refused connection, or one the server dropped before answering (retried like a 503: the server
+    is restarting, and every call retried is idempotent)."""
 
-    def __init__(self, url: str, *, timeout: float, retries: int, backoff_s: float) -> None:
-        if retries < 0:
-            raise ValueError(f"retries must be >= 0, got {retries}")
+
+class _HttpBase:
+    """An httpx.Client with the error mapping, retry on refusal and 503 (for idempotent calls, ``retries``
+    times with exponential backoff) and on 429 (``rate_retries`` times, waiting what ``Retry-After`` asks,
+    at most ``MAX_RETRY_AFTER_S``)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float,
+        retries: int,
+        backoff_s: float,
+        rate_retries: int = 0,
+        max_backoff_s: float = MAX_BACKOFF_S,
+    ) -> None:
+        if retries < 0 or rate_retries < 0:
+            raise ValueError(f"retries and rate_retries must be >= 0, got {retries} and {rate_retries}")
         self.url = url.rstrip("/")
         self.retries = retries
+        self.rate_retries = rate_retries
         self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
         self._client = httpx.Client(base_url=self.url, timeout=timeout)
 
-    def _send(self, method: str, path: str, *, json: Any = None, retry: bool = True) -> httpx.Response:
-        """Send, retrying connection errors and 503s ``retries`` times (when ``retry``); errors raise."""
-        endpoint = f"{method} {self.url}{path}"
-        attempts = 1 + (self.retries if retry else 0)
-        error: CopurClientError | None = None
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            try:
-                response = self._client.request(method, path, json=json)
-            except httpx.TimeoutException as exc:
-                raise Timeout(endpoint, f"no answer within the timeout ({type(exc).__name__})") from None
-            except httpx.ConnectError as exc:
-                error = Unavailable(endpoint, f"cannot connect: {exc or type(exc).__name__}")
-                continue
-            except httpx.TransportError as exc:
-                raise Unavailable(endpoint, f"transport error: {exc or type(exc).__name__}") from None
-            if response.is_success:
-                return response
-            error = _error_for(endpoint, response)
-            if response.status_code != 503:
-                raise error
-        assert error is not None
-        raise error
+    def _attempt(self, endpoint: str, method: str, path: str, json: Any, key: str | None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {key}"} if key else None
+        try:
+            return self._client.request(method, path, json=json, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise Timeout(endpoint, f"no answer within the timeout ({type(exc).__name__})") from None
+        except httpx.ConnectError as exc:
+            raise _Refused(endpoint, f"cannot connect: {exc or type(exc).__name__}") from None
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            raise _Refused(endpoint, f"connection lost: {exc or type(exc).__name__}") from None
+        except httpx.TransportError as exc:
+            raise Unavailable(endpoint, f"transport error: {exc or type(exc).__name__}") from None
 
-    def _json(self, method: str, path: str, *, json: Any = None, retry: bool = True) -> Any:
-        response = self._send(method, path, json=json, retry=retry)
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        retry: bool = True,
+        key: str | None = None,
+        key_env: str = API_KEY_ENV,
+    ) -> httpx.Response:
+        """Send with ``key`` as the Bearer token; retry per the class's policy (503s and refused connections
+        only when ``retry``); every failure raises a :class:`CopurClientError`."""
+        endpoint = f"{method} {self.url}{path}"
+        hint = "" if key else f" (no API key was sent: pass one or set ${key_env})"
+        attempts, attempt, waits = 1 + (self.retries if retry else 0), 0, self.rate_retries
+        while True:
+            try:
+                response = self._attempt(endpoint, method, path, json, key)
+            except _Refused as exc:  # retried like a 503; raised as a plain Unavailable
+                error: CopurClientError = Unavailable(exc.endpoint, exc.detail)
+            else:
+                if response.is_success:
+                    return response
+                error = _error_for(endpoint, response, hint)
+                if isinstance(error, RateLimited) and waits > 0 and error.retry_after_s <= MAX_RETRY_AFTER_S:
+                    waits -= 1
+                    time.sleep(error.retry_after_s)
+                    continue
+                if response.status_code != 503:
+                    raise error
+            attempt += 1
+            if attempt >= attempts:
+                raise error
+            time.sleep(self._backoff(attempt))
+
+    def _backoff(self, attempt: int) -> float:
+        """The wait before retry number ``attempt`` (1, 2, ...): doubling from ``backoff_s``, capped."""
+        return min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+
+    @property
+    def retry_budget_s(self) -> float:
+        """The most time spent waiting between the attempts of one call (503s and lost connections)."""
+        return sum(self._backoff(a) for a in range(1, self.retries + 1))
+
+    def _json(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        retry: bool = True,
+        key: str | None = None,
+        key_env: str = API_KEY_ENV,
+    ) -> Any:
+        response = self._send(method, path, json=json, retry=retry, key=key, key_env=key_env)
         try:
             return response.json()
         except ValueError:
@@ -134,11 +217,37 @@ class _HttpBase:
 
 
 class FusionClient(_HttpBase):
-    """The fusion center's HTTP API. Every call is idempotent, so connection errors and 503s are retried
-    ``retries`` times with exponential backoff starting at ``backoff_s``; 4xx answers never are."""
+    """The fusion center's HTTP API. Every call is idempotent, so refused or lost connections and 503s are
+    retried ``retries`` times with exponential backoff starting at ``backoff_s``, each wait at most
+    ``max_backoff_s``: by default about 28 s in all (:attr:`retry_budget_s`), which carries a call across a
+    restart of the fusion center. 429s are retried ``rate_retries`` times
+    after the wait the server asks; other 4xx answers never are. ``api_key`` (default ``$COPUR_API_KEY``,
+    else the admin key) is sent with predictions, ``admin_key`` (default ``$COPUR_ADMIN_KEY``, else
+    ``api_key``) with :meth:`parties`; probes and metrics are sent without a key."""
 
-    def __init__(self, url: str, *, timeout: float = 30.0, retries: int = 2, backoff_s: float = 0.2) -> None:
-        super().__init__(url, timeout=timeout, retries=retries, backoff_s=backoff_s)
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 30.0,
+        retries: int = 10,
+        backoff_s: float = 0.25,
+        api_key: str | None = None,
+        admin_key: str | None = None,
+        rate_retries: int = 2,
+        max_backoff_s: float = MAX_BACKOFF_S,
+    ) -> None:
+        super().__init__(
+            url,
+            timeout=timeout,
+            retries=retries,
+            backoff_s=backoff_s,
+            rate_retries=rate_retries,
+            max_backoff_s=max_backoff_s,
+        )
+        admin = resolve_key(admin_key, ADMIN_KEY_ENV)
+        self.api_key = resolve_key(api_key, API_KEY_ENV) or admin  # an admin key may predict too
+        self.admin_key = admin or self.api_key
 
     def predict_json(
         self, sample_ids: Iterable[int], *, defense: str | None = None, certify: bool = False
@@ -147,7 +256,7 @@ class FusionClient(_HttpBase):
         body: dict[str, Any] = {"sample_ids": [operator.index(i) for i in sample_ids], "certify": bool(certify)}
         if defense is not None:
             body["defense"] = defense
-        answer = self._json("POST", "/v1/predict", json=body)
+        answer = self._json("POST", "/v1/predict", json=body, key=self.api_key)
         if not isinstance(answer, dict) or not isinstance(answer.get("predictions"), list):
             raise ServerError(f"POST {self.url}/v1/predict", "the answer has no 'predictions' list", 200)
         return answer
@@ -163,8 +272,8 @@ class FusionClient(_HttpBase):
             raise ServerError(f"POST {self.url}/v1/predict", f"malformed prediction: {exc!r}", 200) from None
 
     def parties(self) -> list[dict[str, Any]]:
-        """``GET /v1/parties``: each party's index, name, address, state, failures and flags."""
-        answer = self._json("GET", "/v1/parties")
+        """``GET /v1/parties`` (an admin operation): each party's index, name, address, state, failures, flags."""
+        answer = self._json("GET", "/v1/parties", key=self.admin_key, key_env=ADMIN_KEY_ENV)
         if not isinstance(answer, dict) or not isinstance(answer.get("parties"), list):
             raise ServerError(f"GET {self.url}/v1/parties", "the answer has no 'parties' list", 200)
         return list(answer["parties"])
@@ -183,15 +292,18 @@ class FusionClient(_HttpBase):
 
 
 class AdversaryControl(_HttpBase):
-    """An adversary's control endpoint: read and switch its policy. Nothing is retried."""
+    """An adversary's control endpoint: read and switch its policy (admin operations: ``api_key`` defaults
+    to ``$COPUR_ADMIN_KEY``). Nothing is retried."""
 
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 10.0, api_key: str | None = None) -> None:
         super().__init__(url, timeout=timeout, retries=0, backoff_s=0.0)
+        self.api_key = resolve_key(api_key, ADMIN_KEY_ENV)
 
     def get_policy(self) -> dict[str, Any]:
         """``GET /v1/policy``: ``{"attack", "params", "party", "calls", "corrupted"}``."""
-        return dict(self._json("GET", "/v1/policy"))
+        return dict(self._json("GET", "/v1/policy", key=self.api_key, key_env=ADMIN_KEY_ENV))
 
     def set_policy(self, attack: str, **params: Any) -> dict[str, Any]:
         """``PUT /v1/policy``; a refused policy raises :class:`BadRequest` (422) with the server's reason."""
-        return dict(self._json("PUT", "/v1/policy", json={"attack": attack, "params": params}, retry=False))
+        body = {"attack": attack, "params": params}
+        return dict(self._json("PUT", "/v1/policy", json=body, retry=False, key=self.api_key, key_env=ADMIN_KEY_ENV))

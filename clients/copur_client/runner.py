@@ -119,8 +119,11 @@ class _Runner:
         control_urls: dict[int, str],
         bundle: str,
         cluster: Cluster | None,
+        api_key: str | None = None,
+        admin_key: str | None = None,
     ) -> None:
         self.scenario, self.url, self.control_urls, self.cluster = scenario, url, dict(control_urls), cluster
+        self.api_key, self.admin_key = api_key, admin_key
         loaded = load_bundle(bundle)
         self.bundle_path = str(bundle)
         self.manifest = loaded.manifest
@@ -157,7 +160,7 @@ class _Runner:
     # -- steps -------------------------------------------------------------------------------------
     def _set_policy(self, step: Step, party: int, attack: str, params: dict[str, Any]) -> None:
         try:
-            with AdversaryControl(self.control_urls[party]) as control:
+            with AdversaryControl(self.control_urls[party], api_key=self.admin_key) as control:
                 control.set_policy(attack, **params)
         except CopurClientError as exc:
             raise ScenarioError(f"step {step.index} ({step.kind}): adversary of party {party}: {exc}") from None
@@ -216,7 +219,7 @@ class _Runner:
         """Wait until the fusion center receives ``party``'s block again (its channels reconnect with a
         backoff after a restart): the time it did, or None after ``timeout`` seconds."""
         deadline = time.perf_counter() + timeout
-        with FusionClient(self.url, timeout=10.0, retries=0) as client:
+        with FusionClient(self.url, timeout=10.0, retries=0, api_key=self.api_key) as client:
             while time.perf_counter() < deadline:
                 try:
                     (answer,) = client.predict(self.ids[:1], defense="none")
@@ -250,7 +253,7 @@ class _Runner:
         targets = [pol.target for pol in active.values() if pol.target is not None]
         target = targets[0] if targets else None
         per_defense: dict[str, dict[str, Any]] = {}
-        with FusionClient(self.url, timeout=REQUEST_TIMEOUT_S, retries=0) as client:
+        with FusionClient(self.url, timeout=REQUEST_TIMEOUT_S, retries=0, api_key=self.api_key) as client:
             for defense in self.scenario.defenses_of(body):
                 answers: dict[int, Any] = {}
                 latencies: list[float] = []
@@ -327,13 +330,28 @@ def run_scenario(
     cluster: Cluster | None,
     out: Path,
     progress: bool,
+    api_key: str | None = None,
+    admin_key: str | None = None,
 ) -> dict[str, Any]:
     """Run ``scenario`` against the fusion center at ``url`` and the adversaries at ``control_urls`` (party
     index -> control URL); ``cluster`` (the local one) is needed for stop/start/slow steps. Writes
     ``out``/report.json, report.md and index.html and returns the report; ``report["passed"]`` is False when
     an expectation failed. Invalid steps for this bundle/cluster raise :class:`ScenarioError` before any
-    step runs; a paused party is always resumed."""
-    runner = _Runner(scenario, url=url, control_urls=control_urls, bundle=bundle, cluster=cluster)
+    step runs; a paused party is always resumed. Predictions carry ``api_key``, policy changes
+    ``admin_key``; when None: the development keys of ``cluster`` (``copur keys init``), else
+    ``$COPUR_API_KEY`` / ``$COPUR_ADMIN_KEY``."""
+    if cluster is not None:
+        api_key = api_key or cluster.dev_key("predict")
+        admin_key = admin_key or cluster.dev_key("admin")
+    runner = _Runner(
+        scenario,
+        url=url,
+        control_urls=control_urls,
+        bundle=bundle,
+        cluster=cluster,
+        api_key=api_key,
+        admin_key=admin_key,
+    )
     started = time.time()
     records: list[dict[str, Any]] = []
     try:
@@ -382,11 +400,14 @@ def scenario_command(
     bundle: str | None,
     out: Path,
     progress: bool,
+    api_key: str | None = None,
+    admin_key: str | None = None,
 ) -> int:
     """``copur scenario FILE``: 0 when every expectation holds, 1 when one failed, 2 (one line on stderr) for
     invalid input. With ``up`` the local cluster of ``config`` is started here and always stopped; without
     it the fusion center at ``url`` (default: the topology's, on 127.0.0.1) and the adversaries of the
-    topology ``config`` on 127.0.0.1 are used. ``bundle`` defaults to the topology's."""
+    topology ``config`` on 127.0.0.1 are used. ``bundle`` defaults to the topology's. Keys: see
+    :func:`run_scenario` (with ``up``, the started cluster's development keys when none is given)."""
     cluster: Cluster | None = None
     try:
         scenario = load_scenario(file)
@@ -415,6 +436,8 @@ def scenario_command(
             cluster=cluster,
             out=Path(out),
             progress=progress,
+            api_key=api_key,
+            admin_key=admin_key,
         )
     except ScenarioError as exc:
         msg = str(exc)

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from copur.adversary.policy import NO_ATTACK, ParamValue, Policy, policy_error
+from copur.adversary.policy import DELAY, NO_ATTACK, ParamValue, Policy, policy_error
 from copur.defenses import DEFENSES
 from copur.errors import ConfigError
 
@@ -91,8 +91,8 @@ class PolicyStep(_Strict):
 
     @property
     def active(self) -> bool:
-        """Whether this policy corrupts answers (``none`` and ``drop`` do not count as lying)."""
-        return self.attack not in (NO_ATTACK, "drop")
+        """Whether this policy corrupts answers (``none``, ``drop`` and ``delay`` do not count as lying)."""
+        return self.attack not in (NO_ATTACK, DELAY, "drop")
 
     @property
     def target(self) -> int | None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from copur.serde import Certificate, Prediction
 from copur_client.errors import CopurClientError, one_line
-from copur_client.grpc_client import GrpcFusionClient
+from copur_client.grpc_client import GrpcFusionClient, TlsPaths
 from copur_client.http import FusionClient
 
 __all__ = ["certificate_summary", "predict_command", "predictions_json", "predictions_table"]
@@ -77,19 +77,27 @@ def predictions_json(preds: list[Prediction]) -> dict[str, Any]:
 
 
 def predict_command(
-    url: str, ids: list[int], defense: str | None, certify: bool, as_json: bool, grpc_target: str | None
+    url: str,
+    ids: list[int],
+    defense: str | None,
+    certify: bool,
+    as_json: bool,
+    grpc_target: str | None,
+    tls: TlsPaths | None = None,
+    *,
+    api_key: str | None = None,
 ) -> tuple[int, str]:
-    """Predict ``ids`` over HTTP at ``url`` (or over gRPC at ``grpc_target`` when given).
+    """Predict ``ids`` over HTTP at ``url`` (or over gRPC at ``grpc_target`` when given, mTLS with ``tls``).
 
     Returns (exit code, text to print): 0 and the table (or the JSON answer when ``as_json``), or
-    2 and one line ``error: ...`` when the call fails.
+    2 and one line ``error: ...`` when the call fails. ``api_key``: the Bearer key (default ``$COPUR_API_KEY``).
     """
     try:
         if grpc_target:
-            with GrpcFusionClient(grpc_target) as grpc_client:
+            with GrpcFusionClient(grpc_target, tls=tls, api_key=api_key) as grpc_client:
                 preds = grpc_client.predict(ids, defense=defense, certify=certify)
             return 0, (json.dumps(predictions_json(preds)) if as_json else predictions_table(preds))
-        with FusionClient(url) as client:
+        with FusionClient(url, api_key=api_key, retries=2) as client:  # a person is waiting: fail fast
             if as_json:
                 return 0, json.dumps(client.predict_json(ids, defense=defense, certify=certify))
             preds = client.predict(ids, defense=defense, certify=certify)

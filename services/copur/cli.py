@@ -10,11 +10,16 @@ from typing import Annotated, Any
 
 import typer
 
+from copur.auth.cli import keys_app
 from copur.bench.cli import bench_app
 from copur.clikit import guard as _guard
 from copur.errors import ConfigError
+from copur.tls.cli import certs_app
 
 __all__ = ["app", "main"]
+
+TLS_MODE_HELP = "mtls: serve and dial with this service's certificate; plaintext: loopback --host only."
+TLS_DIR_HELP = "Directory of `copur certs init` output (ca.pem, <service>.pem, <service>-key.pem)."
 
 app = typer.Typer(
     name="copur",
@@ -202,14 +207,19 @@ def party(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     data_dir: Annotated[str | None, typer.Option(help="Override the data set's directory.")] = None,
     max_ids: Annotated[int, typer.Option(help="Most sample ids one Embed call may ask for.")] = 65536,
+    tls_mode: Annotated[str, typer.Option(envvar="COPUR_TLS_MODE", help=TLS_MODE_HELP)] = "mtls",
+    tls_dir: Annotated[Path, typer.Option(envvar="COPUR_TLS_DIR", help=TLS_DIR_HELP)] = Path("runs/certs"),
 ) -> None:
-    """Serve one party: gRPC Embed over its own feature columns and extractor."""
+    """Serve one party: gRPC Embed over its own feature columns and extractor (mTLS as party-<i>)."""
 
     def run() -> None:
         from copur.party import serve_party
+        from copur.tls.credentials import process_identity
+        from copur.topology import service_name
 
+        tls = process_identity(tls_mode, tls_dir, service_name("party", party), host)
         _logging()
-        serve_party(bundle=bundle, party=party, host=host, port=port, data_dir=data_dir, max_ids=max_ids)
+        serve_party(bundle=bundle, party=party, host=host, port=port, data_dir=data_dir, max_ids=max_ids, tls=tls)
 
     _guard(run)
 
@@ -227,13 +237,29 @@ def adversary(
     policy: Annotated[
         str, typer.Option(help="Initial attack: none, flip, noise, replace, zero, drop, pgd, adaptive.")
     ] = "none",
+    tls_mode: Annotated[str, typer.Option(envvar="COPUR_TLS_MODE", help=TLS_MODE_HELP)] = "mtls",
+    tls_dir: Annotated[Path, typer.Option(envvar="COPUR_TLS_DIR", help=TLS_DIR_HELP)] = Path("runs/certs"),
+    auth_mode: Annotated[
+        str, typer.Option(envvar="COPUR_AUTH_MODE", help="keys: the control endpoint demands an admin key; none.")
+    ] = "keys",
+    api_keys_file: Annotated[
+        Path, typer.Option(envvar="COPUR_API_KEYS_FILE", help="The API keys file ($COPUR_API_KEYS wins if set).")
+    ] = Path("runs/certs/api-keys.json"),
 ) -> None:
-    """Serve a compromised party: forward to the real one, corrupt its answers by a policy switched live."""
+    """Serve a compromised party: forward to the real one, corrupt its answers by a policy switched live
+    (mTLS as adversary-<party> on both sides; the upstream must present party-<party>'s certificate)."""
 
     def run() -> None:
         from pydantic import ValidationError
 
         from copur.adversary import Policy, serve_adversary
+        from copur.auth.guard import load_authenticator
+        from copur.tls.credentials import process_identity
+        from copur.topology import service_name
+
+        if party is None and tls_mode != "plaintext":
+            raise ConfigError("--party is required with mTLS: it picks the certificate adversary-<party>")
+        tls = process_identity(tls_mode, tls_dir, None if party is None else service_name("adversary", party), host)
 
         try:
             initial = Policy(attack=policy)
@@ -248,6 +274,8 @@ def adversary(
             port=port,
             control_port=control_port,
             policy=initial,
+            tls=tls,
+            auth=load_authenticator(auth_mode, api_keys_file),
         )
 
     _guard(run)
@@ -273,17 +301,26 @@ def probe(
     grpc_target: Annotated[str | None, typer.Option("--grpc", help="HOST:PORT of a gRPC server.")] = None,
     http_url: Annotated[str | None, typer.Option("--http", help="URL to GET.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 2.0,
+    tls_dir: Annotated[
+        Path | None, typer.Option(envvar="COPUR_TLS_DIR", help=TLS_DIR_HELP + " Plaintext when not given.")
+    ] = None,
+    tls_name: Annotated[str, typer.Option(help="Whose key pair the gRPC probe presents (with --tls-dir).")] = "client",
 ) -> None:
     """Health probe for containers: exit 0 when grpc.health.v1 says SERVING, or the URL answers 2xx."""
-    from copur.probe import probe_grpc, probe_http
-
-    ok = (grpc_target is None or probe_grpc(grpc_target, timeout)) and (
-        http_url is None or probe_http(http_url, timeout)
-    )
     if grpc_target is None and http_url is None:
         typer.echo("error: give --grpc HOST:PORT or --http URL", err=True)
         raise typer.Exit(code=2)
-    raise typer.Exit(code=0 if ok else 1)
+
+    def check() -> bool:
+        from copur.probe import probe_grpc, probe_http
+        from copur.tls.credentials import load_identity
+
+        tls = load_identity(tls_dir, tls_name) if tls_dir is not None and grpc_target is not None else None
+        return (grpc_target is None or probe_grpc(grpc_target, timeout, tls)) and (
+            http_url is None or probe_http(http_url, timeout)
+        )
+
+    raise typer.Exit(code=0 if _guard(check) else 1)
 
 
 @app.command()
@@ -314,6 +351,8 @@ def up(
         )
         for adv in topology.adversaries:
             typer.echo(f"adversary p{adv.party}    {cluster.control_url(adv.party)}/v1/policy")
+        if topology.auth.mode == "keys":
+            typer.echo(f"API keys        {topology.auth.keys_file} (development keys: its keys/ folder)")
         typer.echo("cluster ready (Ctrl-C or `copur down` stops it)")
         done = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -394,16 +433,26 @@ def predict(
     certify: Annotated[bool, typer.Option(help="Ask for the defense's certificate.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the server's JSON instead of a table.")] = False,
     grpc_target: Annotated[str | None, typer.Option("--grpc", help="Use gRPC at HOST:PORT instead of HTTP.")] = None,
+    tls_dir: Annotated[
+        Path | None,
+        typer.Option(envvar="COPUR_TLS_DIR", help="With --grpc: mTLS with DIR/ca.pem, client.pem, client-key.pem."),
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="COPUR_API_KEY", help="API key with scope predict (sent as a Bearer token).")
+    ] = None,
 ) -> None:
     """Ask the fusion center for predictions and print a table (or --json)."""
-    from copur_client import predict_command
+    from copur_client import GrpcTls, predict_command
 
-    code, text = predict_command(url, list(ids), defense, certify, as_json, grpc_target)
+    tls = GrpcTls.from_dir(tls_dir) if tls_dir is not None else None
+    code, text = predict_command(url, list(ids), defense, certify, as_json, grpc_target, tls, api_key=api_key)
     typer.echo(text, err=code != 0)
     raise typer.Exit(code=code)
 
 
 app.add_typer(bench_app, name="bench")
+app.add_typer(certs_app, name="certs")
+app.add_typer(keys_app, name="keys")
 
 scenario_app = typer.Typer(
     help="Scripted attack scenarios against a running (or self-started) cluster.", no_args_is_help=True
@@ -426,11 +475,29 @@ def scenario_run(
         str | None, typer.Option(help="Bundle for ground-truth labels (default: the topology's).")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    api_key: Annotated[
+        str | None, typer.Option(help="Key for predictions (default: --up's development key, else $COPUR_API_KEY).")
+    ] = None,
+    admin_key: Annotated[
+        str | None,
+        typer.Option(help="Key for policy changes (default: --up's development key, else $COPUR_ADMIN_KEY)."),
+    ] = None,
 ) -> None:
     """Run a scenario's steps (policies, faults, predictions, expectations) and write the report."""
     from copur_client.runner import scenario_command
 
-    raise typer.Exit(scenario_command(file, url=url, up=up, config=config, bundle=bundle, out=out, progress=progress))
+    code = scenario_command(
+        file,
+        url=url,
+        up=up,
+        config=config,
+        bundle=bundle,
+        out=out,
+        progress=progress,
+        api_key=api_key,
+        admin_key=admin_key,
+    )
+    raise typer.Exit(code)
 
 
 def _logging() -> None:

@@ -10,14 +10,18 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from copur.auth.errors import PermissionDenied, RateLimited, Unauthenticated
 from copur.errors import CopurError
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
+    "RECONNECT_OPTIONS",
     "InvalidRequest",
     "NotFound",
+    "SchemaMismatch",
     "TooLarge",
     "Unavailable",
+    "UnsupportedMediaType",
     "abort_with",
     "grpc_status",
     "http_status",
@@ -26,6 +30,12 @@ __all__ = [
 ]
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+RECONNECT_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+"""Channel options of a client that must notice a restarted server soon. gRPC's default reconnect backoff
+grows toward 120 s: a party back after a minute's outage stayed missing for another 17 s (measured)."""
 
 
 class InvalidRequest(CopurError):
@@ -44,11 +54,24 @@ class Unavailable(CopurError):
     """Not enough of the cluster answered to serve the request."""
 
 
+class UnsupportedMediaType(CopurError):
+    """A request body that is not of the media type the operation reads (JSON)."""
+
+
+class SchemaMismatch(CopurError):
+    """Well-formed input of the wrong shape: a missing field, a wrong type (the message names the field)."""
+
+
 # The one mapping from domain errors to transport status; any other CopurError is the caller's fault.
 _STATUS: dict[type[CopurError], tuple[int, grpc.StatusCode]] = {
     NotFound: (404, grpc.StatusCode.NOT_FOUND),
     TooLarge: (413, grpc.StatusCode.RESOURCE_EXHAUSTED),
     Unavailable: (503, grpc.StatusCode.UNAVAILABLE),
+    UnsupportedMediaType: (415, grpc.StatusCode.INVALID_ARGUMENT),
+    SchemaMismatch: (422, grpc.StatusCode.INVALID_ARGUMENT),
+    Unauthenticated: (401, grpc.StatusCode.UNAUTHENTICATED),
+    PermissionDenied: (403, grpc.StatusCode.PERMISSION_DENIED),
+    RateLimited: (429, grpc.StatusCode.RESOURCE_EXHAUSTED),
 }
 _DEFAULT = (400, grpc.StatusCode.INVALID_ARGUMENT)
 

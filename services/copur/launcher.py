@@ -1,5 +1,9 @@
 """The local launcher (``copur up``): every process of a topology on this machine, readiness-checked,
-watched, and stopped cleanly. Also the library the end-to-end tests and the scenario runner use."""
+watched, and stopped cleanly. Also the library the end-to-end tests and the scenario runner use.
+
+Parties and adversaries learn the topology's ``tls`` section from ``--tls-mode`` / ``--tls-dir`` flags, the
+fusion center reads it from the topology itself; readiness probes present the probed service's own
+certificate. Under mtls every service's files are checked before anything starts."""
 
 from __future__ import annotations
 
@@ -14,8 +18,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from copur.auth.devkeys import dev_key
+from copur.auth.guard import load_authenticator
+from copur.auth.keys import Scope
 from copur.errors import CopurError
 from copur.probe import probe_grpc, probe_http
+from copur.tls.credentials import TlsIdentity, require_identities
 from copur.topology import Topology, service_name
 
 __all__ = ["Cluster", "ClusterError", "ProcSpec"]
@@ -35,9 +43,10 @@ class ProcSpec:
     http_probe: str | None = None
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     reported: bool = False
+    tls: TlsIdentity | None = field(default=None, repr=False)  # what the gRPC probe presents (None: plaintext)
 
     def ready(self) -> bool:
-        grpc_ok = self.grpc_probe is None or probe_grpc(self.grpc_probe, timeout=0.5)
+        grpc_ok = self.grpc_probe is None or probe_grpc(self.grpc_probe, timeout=0.5, tls=self.tls)
         return grpc_ok and (self.http_probe is None or probe_http(self.http_probe, timeout=0.5))
 
 
@@ -57,11 +66,20 @@ class Cluster:
         self.config_path = Path(config_path)
         self.log_dir = Path(log_dir)
         self.python = python
-        self.env = {**os.environ, **(env or {})}
+        # The children see this topology's auth (the fusion center re-reads the file with its environment).
+        auth = {"COPUR_AUTH_MODE": topology.auth.mode, "COPUR_API_KEYS_FILE": topology.auth.keys_file}
+        self.env = {**os.environ, **(env or {}), **auth}
         self.procs: dict[str, ProcSpec] = {p.name: p for p in self._specs()}
 
     def _copur(self, *args: str) -> list[str]:
         return [self.python, "-m", "copur", *args]
+
+    def _tls_flags(self) -> list[str]:
+        return ["--tls-mode", self.topology.tls.mode, "--tls-dir", self.topology.tls.dir]
+
+    def _auth_flags(self) -> list[str]:
+        """The topology's ``auth`` for the adversaries (the fusion center reads it from the topology)."""
+        return ["--auth-mode", self.topology.auth.mode, "--api-keys-file", self.topology.auth.keys_file]
 
     def _specs(self) -> list[ProcSpec]:
         t, host = self.topology, self.topology.bind_host
@@ -79,6 +97,7 @@ class Cluster:
                     "--host",
                     host,
                     *(["--data-dir", t.data_dir] if t.data_dir else []),
+                    *self._tls_flags(),
                 ),
                 grpc_probe=f"127.0.0.1:{p.port}",
             )
@@ -103,6 +122,8 @@ class Cluster:
                     host,
                     "--policy",
                     a.policy,
+                    *self._tls_flags(),
+                    *self._auth_flags(),
                 ),
                 grpc_probe=f"127.0.0.1:{a.port}",
                 http_probe=f"http://127.0.0.1:{a.control_port}/readyz",
@@ -193,9 +214,37 @@ class Cluster:
                         "running? (`copur down` stops one started by `copur up`)"
                     ) from None
 
+    def check_tls(self) -> None:
+        """Under mtls, load every process's key pair (the probes present them): a missing file is a one-line
+        ClusterError naming it, before anything starts."""
+        try:
+            identities = require_identities(self.topology, list(self.procs))
+        except CopurError as exc:
+            raise ClusterError(str(exc)) from None
+        for name, spec in self.procs.items():
+            spec.tls = identities.get(name)
+
+    def check_auth(self) -> None:
+        """Load the API keys the fusion center and adversaries will load: a missing or malformed keys file is
+        a one-line ClusterError naming it, before anything starts."""
+        try:
+            load_authenticator(self.topology.auth.mode, self.topology.auth.keys_file, self.env)
+        except CopurError as exc:
+            raise ClusterError(str(exc)) from None
+
+    def dev_key(self, scope: Scope) -> str | None:
+        """The development key of ``scope`` that ``copur keys init`` wrote beside the topology's keys file
+        (``<dir>/keys/<scope>.key``): what the commands that start a cluster and call it use when given no
+        key. None when there is none, or under ``auth.mode: none``."""
+        if self.topology.auth.mode == "none":
+            return None
+        return dev_key(self.topology.auth.keys_file, scope)
+
     def start(self, timeout: float = 120.0) -> Cluster:
         """Start parties and adversaries, wait until they serve, then the fusion center until it is ready."""
         self.check_ports_free()
+        self.check_tls()
+        self.check_auth()
         backends = [s for n, s in self.procs.items() if n != "fusion"]
         try:
             for spec in backends:

@@ -1,4 +1,4 @@
-"""Readiness probes used by containers and the launcher: gRPC health and HTTP GET."""
+"""Readiness probes used by containers and the launcher: gRPC health (plaintext or mTLS) and HTTP GET."""
 
 from __future__ import annotations
 
@@ -6,14 +6,17 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from copur.tls.credentials import TlsIdentity, channel
+
 __all__ = ["probe_grpc", "probe_http"]
 
 
-def probe_grpc(target: str, timeout: float = 2.0) -> bool:
-    """True when the server at ``target`` reports SERVING on grpc.health.v1."""
+def probe_grpc(target: str, timeout: float = 2.0, tls: TlsIdentity | None = None) -> bool:
+    """True when the server at ``target`` reports SERVING on grpc.health.v1; with ``tls`` the probe
+    presents that certificate (an mTLS server refuses a probe without one: False)."""
     try:
-        with grpc.insecure_channel(target) as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+        with channel(target, tls) as chan:
+            reply = health_pb2_grpc.HealthStub(chan).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
     except grpc.RpcError:
         return False
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -48,10 +49,14 @@ def array_from_proto(tensor: tensor_pb2.Tensor, *, what: str = "tensor") -> np.n
     shape = tuple(int(d) for d in tensor.shape)
     if any(d < 0 for d in shape):
         raise SerdeError(f"{what}: negative dimension in shape {shape}")
-    expected = int(np.prod(shape, dtype=np.int64)) * 4
+    expected = math.prod(shape) * 4  # exact: an int64 product of absurd dims wraps (to 0, passing the check)
     if len(tensor.data) != expected:
         raise SerdeError(f"{what}: {len(tensor.data)} bytes do not hold a float32 tensor of shape {shape}")
-    return np.frombuffer(tensor.data, dtype=_LE_F32).reshape(shape).astype(np.float32)
+    try:
+        values = np.frombuffer(tensor.data, dtype=_LE_F32).reshape(shape)
+    except ValueError as exc:  # numpy's own limits: too many dims, an empty array of absurd extent
+        raise SerdeError(f"{what}: shape {shape} cannot be decoded ({exc})") from None
+    return values.astype(np.float32)
 
 
 def embed_request(sample_ids: Sequence[int]) -> party_pb2.EmbedRequest:

@@ -1,9 +1,11 @@
 """The one cluster topology file (``deploy/cluster.yaml``) that drives the local launcher, docker compose
 and the Kubernetes manifests: the bundle, each party's port, which parties sit behind an adversary, and
-the fusion center's settings. Environment variables override a few fields (``COPUR_*``)."""
+the fusion center's settings, and how every gRPC link is secured (``tls``: mutual TLS unless the file says
+otherwise). Environment variables override a few fields (``COPUR_*``)."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,13 +16,27 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from copur.errors import ConfigError
 
-__all__ = ["AdversaryNode", "FusionNode", "PartyNode", "Topology", "load_topology", "service_name"]
+__all__ = [
+    "AdversaryNode",
+    "AuthConfig",
+    "FusionNode",
+    "PartyNode",
+    "TlsConfig",
+    "Topology",
+    "is_loopback",
+    "load_topology",
+    "service_name",
+]
 
 ENV_OVERRIDES = {
     "COPUR_BUNDLE": "bundle",
     "COPUR_DATA_DIR": "data_dir",
     "COPUR_BIND_HOST": "bind_host",
     "COPUR_HOSTNAMES": "hostnames",
+    "COPUR_TLS_MODE": "tls.mode",
+    "COPUR_TLS_DIR": "tls.dir",
+    "COPUR_AUTH_MODE": "auth.mode",
+    "COPUR_API_KEYS_FILE": "auth.keys_file",
 }
 
 
@@ -53,6 +69,35 @@ class FusionNode(_Strict):
     batching: bool = True
     default_defense: str = "copur"
     device: str = "auto"
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)  # larger HTTP bodies: 413 before parsing
+
+
+class AuthConfig(_Strict):
+    """API keys on the HTTP and gRPC front doors of the fusion center and the adversaries' control endpoints:
+    ``keys`` (the hashes in ``keys_file``, see ``copur keys init``; ``$COPUR_API_KEYS`` may hold the file's
+    JSON instead) or ``none`` (loopback only). A relative ``keys_file`` is taken from the working directory."""
+
+    mode: Literal["keys", "none"] = "keys"
+    keys_file: str = "runs/certs/api-keys.json"
+
+
+class TlsConfig(_Strict):
+    """How every gRPC link is secured: ``mtls`` (each side presents a certificate signed by the CA in ``dir``,
+    see ``copur certs init``) or ``plaintext`` (loopback only). A relative ``dir`` is taken from the working
+    directory, as ``bundle`` is."""
+
+    mode: Literal["mtls", "plaintext"] = "mtls"
+    dir: str = "runs/certs"
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ::1: addresses no other machine can reach."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class Topology(_Strict):
@@ -63,9 +108,21 @@ class Topology(_Strict):
     parties: list[PartyNode]
     adversaries: list[AdversaryNode] = []
     fusion: FusionNode = FusionNode()
+    tls: TlsConfig = TlsConfig()
+    auth: AuthConfig = AuthConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Topology:
+        if self.auth.mode == "none" and not is_loopback(self.bind_host):
+            raise ValueError(
+                f"auth.mode none with bind_host {self.bind_host}: an API without keys is for loopback only "
+                "(use auth.mode keys, or bind 127.0.0.1)"
+            )
+        if self.tls.mode == "plaintext" and not is_loopback(self.bind_host):
+            raise ValueError(
+                f"tls.mode plaintext with bind_host {self.bind_host}: plaintext gRPC is for loopback only "
+                "(use tls.mode mtls, or bind 127.0.0.1)"
+            )
         indices = sorted(p.index for p in self.parties)
         if indices != list(range(len(indices))):
             raise ValueError(f"party indices must be 0..{len(indices) - 1} once each, got {indices}")
@@ -103,6 +160,11 @@ class Topology(_Strict):
             return self.party_address(index)
         return f"{self.host(service_name('adversary', index))}:{adv.port}"
 
+    def fusion_peer(self, index: int) -> str:
+        """The service the fusion center reaches for party ``index`` (``adversary-i`` or ``party-i``): the
+        name its TLS certificate must carry."""
+        return service_name("adversary" if self.adversary_for(index) else "party", index)
+
     @property
     def num_parties(self) -> int:
         return len(self.parties)
@@ -111,6 +173,20 @@ class Topology(_Strict):
 def service_name(role: str, index: int | None = None) -> str:
     """``party-3``, ``adversary-1``, ``fusion``: container, compose service and Kubernetes Service names."""
     return role if index is None else f"{role}-{index}"
+
+
+def _override(raw: dict, dotted: str, value: str) -> None:
+    """Set ``raw[a][b] = value`` for ``dotted`` = ``a.b`` (creating the section; a non-mapping is left for
+    validation to report)."""
+    *sections, leaf = dotted.split(".")
+    node = raw
+    for key in sections:
+        if node.get(key) is None:
+            node[key] = {}
+        if not isinstance(node[key], dict):
+            return
+        node = node[key]
+    node[leaf] = value
 
 
 def load_topology(path: str | Path, env: Mapping[str, str] | None = None) -> Topology:
@@ -125,7 +201,9 @@ def load_topology(path: str | Path, env: Mapping[str, str] | None = None) -> Top
     if not isinstance(raw, dict):
         raise ConfigError(f"{file} must hold a mapping at the top level")
     env = os.environ if env is None else env
-    raw.update({field: env[var] for var, field in ENV_OVERRIDES.items() if env.get(var)})
+    for var, field in ENV_OVERRIDES.items():
+        if env.get(var):
+            _override(raw, field, env[var])
     try:
         return Topology.model_validate(raw)
     except ValidationError as exc:

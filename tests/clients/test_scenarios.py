@@ -177,8 +177,9 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def cluster(mfeat_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """deploy/cluster-scenarios.yaml on free ports: 6 parties, an adversary in front of each, the fusion center."""
+def cluster(mfeat_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory, cluster_tls: Path) -> Iterator[Cluster]:
+    """deploy/cluster-scenarios.yaml on free ports: 6 parties, an adversary in front of each, the fusion center;
+    its mTLS key pairs from ``cluster_tls`` (COPUR_TLS_DIR overrides the template's tls.dir)."""
     template = yaml.safe_load((ROOT / "deploy" / "cluster-scenarios.yaml").read_text())
     ports = _free_ports(20)
     topology = {

@@ -1,5 +1,6 @@
-"""End to end: `copur up` brings up 6 parties + 1 adversary + the fusion center on loopback; predictions
-over HTTP and gRPC agree with the offline engine; the adversary flips live; a killed party is a missing
+"""End to end: `copur up` brings up 6 parties + 1 adversary + the fusion center on loopback, every gRPC link
+mutual TLS (the topology default, key pairs from the `cluster_tls` fixture); predictions over HTTP and gRPC
+agree with the offline engine; the adversary flips live; a killed party is a missing
 block; `copur down` leaves no process behind."""
 
 from __future__ import annotations
@@ -22,10 +23,14 @@ import torch
 import yaml
 
 from copur.attacks import AttackContext, make_attack
+from copur.auth import dev_key
 from copur.bundle import load_bundle
 from copur.data import load_dataset
 from copur.defenses import Engine
+from copur.probe import probe_grpc
 from copur.serde import predict_request_to_proto, predictions_from_proto
+from copur.tls.credentials import load_identity
+from copur.topology import load_topology
 from copur.v1 import fusion_pb2_grpc
 
 IDS = list(range(0, 2000, 25))  # 80 samples spread over the data set
@@ -53,8 +58,11 @@ def _alive(pid: int) -> bool:
 
 
 class Running:
-    def __init__(self, proc: subprocess.Popen[str], log_dir: Path, topology: dict) -> None:
+    def __init__(self, proc: subprocess.Popen[str], log_dir: Path, topology: dict, keys_file: str) -> None:
         self.proc, self.log_dir, self.topology = proc, log_dir, topology
+        # The development keys beside the keys file the cluster loaded (`copur keys init`).
+        self.predict_auth = {"Authorization": f"Bearer {dev_key(keys_file, 'predict')}"}
+        self.admin_auth = {"Authorization": f"Bearer {dev_key(keys_file, 'admin')}"}
         self.url = f"http://127.0.0.1:{topology['fusion']['http_port']}"
         self.grpc = f"127.0.0.1:{topology['fusion']['grpc_port']}"
         self.control = f"http://127.0.0.1:{topology['adversaries'][0]['control_port']}"
@@ -64,11 +72,12 @@ class Running:
         return json.loads((self.log_dir / "cluster.json").read_text())
 
     def predict(self, ids: list[int], defense: str, **extra: object) -> httpx.Response:
-        return httpx.post(f"{self.url}/v1/predict", json={"sample_ids": ids, "defense": defense, **extra}, timeout=60)
+        body = {"sample_ids": ids, "defense": defense, **extra}
+        return httpx.post(f"{self.url}/v1/predict", json=body, headers=self.predict_auth, timeout=60)
 
 
 @pytest.fixture(scope="module")
-def running(mfeat_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+def running(mfeat_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory, cluster_tls: Path) -> Iterator[Running]:
     ports = _free_ports(10)
     topology = {
         "bundle": str(mfeat_bundle_dir),
@@ -94,7 +103,7 @@ def running(mfeat_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
         if "cluster ready" in line or proc.poll() is not None:
             break
     assert any("cluster ready" in ln for ln in lines), "".join(lines) + (proc.stderr.read() if proc.stderr else "")
-    run = Running(proc, log_dir, topology)
+    run = Running(proc, log_dir, topology, load_topology(config).auth.keys_file)
     pids = list(run.state()["pids"].values())
     yield run
     # `copur down` stops everything the launcher started.
@@ -133,11 +142,14 @@ def _accuracy(labels: list[int] | np.ndarray, y: torch.Tensor) -> float:
 def test_http_and_grpc_agree_with_the_offline_engine(running: Running, offline, defense: str) -> None:
     engine, h, _ = offline
     expected = _offline_labels(engine, h, defense)
+    client = load_identity(os.environ["COPUR_TLS_DIR"], "client")
 
     http = running.predict(IDS, defense)
-    with grpc.insecure_channel(running.grpc) as channel:
+    with grpc.secure_channel(running.grpc, client.channel_credentials()) as channel:
         reply = fusion_pb2_grpc.FusionServiceStub(channel).Predict(
-            predict_request_to_proto(IDS, defense, False), timeout=60
+            predict_request_to_proto(IDS, defense, False),
+            timeout=60,
+            metadata=(("authorization", running.predict_auth["Authorization"]),),
         )
     via_grpc = predictions_from_proto(reply)
 
@@ -151,6 +163,21 @@ def test_http_and_grpc_agree_with_the_offline_engine(running: Running, offline, 
     assert all(p["missing_parties"] == [] for p in via_http)
 
 
+def test_every_grpc_port_refuses_plaintext_and_serves_mtls(running: Running) -> None:
+    # Prepare: every gRPC server the launcher started, and the application's key pair
+    t = running.topology
+    ports = [p["port"] for p in t["parties"]] + [a["port"] for a in t["adversaries"]] + [t["fusion"]["grpc_port"]]
+    client = load_identity(os.environ["COPUR_TLS_DIR"], "client")
+
+    # Execute
+    plaintext = [probe_grpc(f"127.0.0.1:{port}", timeout=2) for port in ports]
+    mutual = [probe_grpc(f"127.0.0.1:{port}", timeout=5, tls=client) for port in ports]
+
+    # Assert
+    assert plaintext == [False] * len(ports)
+    assert mutual == [True] * len(ports)
+
+
 def test_live_flip_through_the_adversary(running: Running, offline) -> None:
     engine, h, y = offline
     attack = make_attack("flip", amp=10.0)
@@ -159,10 +186,12 @@ def test_live_flip_through_the_adversary(running: Running, offline) -> None:
     )
     offline_copur = _accuracy(engine.defense("copur").predict(hh, obs).labels.numpy(), y)
 
-    put = httpx.put(f"{running.control}/v1/policy", json={"attack": "flip", "params": {"amp": 10}}, timeout=10)
+    flip = {"attack": "flip", "params": {"amp": 10}}
+    put = httpx.put(f"{running.control}/v1/policy", json=flip, headers=running.admin_auth, timeout=10)
     none = running.predict(IDS, "none").json()["predictions"]
     copur = running.predict(IDS, "copur").json()["predictions"]
-    httpx.put(f"{running.control}/v1/policy", json={"attack": "none", "params": {}}, timeout=10)
+    none_policy = {"attack": "none", "params": {}}
+    httpx.put(f"{running.control}/v1/policy", json=none_policy, headers=running.admin_auth, timeout=10)
 
     assert put.status_code == 200, put.text
     assert _accuracy([p["label"] for p in none], y) < 0.5
@@ -178,7 +207,7 @@ def test_a_killed_party_is_a_missing_block_and_is_reported(running: Running, off
     running.killed.append("party-3")
     time.sleep(1.0)
     answer = running.predict(IDS, "copur")
-    parties = httpx.get(f"{running.url}/v1/parties", timeout=10).json()["parties"]
+    parties = httpx.get(f"{running.url}/v1/parties", headers=running.admin_auth, timeout=10).json()["parties"]
     metrics = httpx.get(f"{running.url}/metrics", timeout=10).text
 
     assert answer.status_code == 200, answer.text
@@ -195,9 +224,32 @@ def test_bad_requests_are_4xx_with_a_message(running: Running) -> None:
         ({"sample_ids": [1, 1]}, 400, "duplicate"),
         ({"sample_ids": [99999]}, 404, "unknown sample ids: 99999"),
         ({"sample_ids": [1], "defense": "magic"}, 400, "unknown defense 'magic'"),
-        ({"sample_ids": "1"}, 422, "list"),
+        ({"sample_ids": "1"}, 422, "sample_ids: Input should be a valid list"),
     ]
 
     for body, status, text in cases:
-        r = httpx.post(f"{running.url}/v1/predict", json=body, timeout=10)
-        assert r.status_code == status and text in r.text, (body, r.status_code, r.text)
+        r = httpx.post(f"{running.url}/v1/predict", json=body, headers=running.predict_auth, timeout=10)
+        assert r.status_code == status and text in r.json()["detail"], (body, r.status_code, r.text)
+
+
+def test_every_front_door_demands_a_key(running: Running) -> None:
+    # Prepare: the application's mTLS key pair, no API key
+    client = load_identity(os.environ["COPUR_TLS_DIR"], "client")
+    body = {"sample_ids": [1], "defense": "none"}
+
+    # Execute
+    anonymous = httpx.post(f"{running.url}/v1/predict", json=body, timeout=10)
+    parties = httpx.get(f"{running.url}/v1/parties", headers=running.predict_auth, timeout=10)
+    control = httpx.get(f"{running.control}/v1/policy", timeout=10)
+    control_predict = httpx.get(f"{running.control}/v1/policy", headers=running.predict_auth, timeout=10)
+    request = predict_request_to_proto([1], "none", False)
+    with (
+        grpc.secure_channel(running.grpc, client.channel_credentials()) as channel,
+        pytest.raises(grpc.RpcError) as caught,
+    ):
+        fusion_pb2_grpc.FusionServiceStub(channel).Predict(request, timeout=30)
+
+    # Assert
+    assert (anonymous.status_code, parties.status_code) == (401, 403)
+    assert (control.status_code, control_predict.status_code) == (401, 403)
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -29,8 +29,17 @@ IMAGE = "copur:latest"
 BUNDLE = "/bundle/mfeat"
 CONFIG_PATH = "/etc/copur/cluster.yaml"
 FUSION_SERVICES = ("fusion", "fusion-gpu")
-FUSION_ENV = {"COPUR_HOSTNAMES": "service", "COPUR_BIND_HOST": "0.0.0.0", "COPUR_BUNDLE": BUNDLE}
-TRAINER_COMMAND = f"test -f {BUNDLE}/calibration.json || copur train --dataset mfeat --out {BUNDLE} --no-progress"
+CERTS = "/certs"
+FUSION_ENV = {
+    "COPUR_HOSTNAMES": "service",
+    "COPUR_BIND_HOST": "0.0.0.0",
+    "COPUR_BUNDLE": BUNDLE,
+    "COPUR_TLS_DIR": CERTS,
+}
+CERTS_COMMAND = f"test -f {CERTS}/ca.pem || copur certs init {CERTS} --topology {CONFIG_PATH}"
+TRAIN_COMMAND = f"test -f {BUNDLE}/calibration.json || copur train --dataset mfeat --out {BUNDLE} --no-progress"
+KEYS_COMMAND = f"test -f {CERTS}/api-keys.json || copur keys init {CERTS}"
+TRAINER_COMMAND = f"set -e; {CERTS_COMMAND}; {KEYS_COMMAND}; {TRAIN_COMMAND}"
 
 Service = dict[str, Any]
 
@@ -142,9 +151,12 @@ def test_party_service(party: Any) -> None:
     assert _flag(command, "--port") == str(party.port)
     assert _flag(command, "--bundle") == BUNDLE
     assert _flag(command, "--host") == "0.0.0.0"
+    assert _flag(command, "--tls-dir") == CERTS
     assert party.port in _container_ports(service)
     assert _depends_on(service) == {"trainer": "service_completed_successfully"}
-    assert f"copur probe --grpc 127.0.0.1:{party.port}" in _healthcheck_text(service)
+    assert f"copur probe --grpc 127.0.0.1:{party.port} --tls-dir {CERTS} --tls-name {name}" in _healthcheck_text(
+        service
+    )
 
 
 @pytest.mark.parametrize("adversary", TOPOLOGY.adversaries, ids=lambda a: service_name("adversary", a.party))
@@ -166,10 +178,14 @@ def test_adversary_service(adversary: Any) -> None:
     assert _flag(command, "--party") == str(adversary.party)
     assert _flag(command, "--bundle") == BUNDLE
     assert _flag(command, "--host") == "0.0.0.0"
+    assert _flag(command, "--tls-dir") == CERTS
     assert {adversary.port, adversary.control_port} <= _container_ports(service)
     assert adversary.control_port in _published(service), "the control port must be published"
     assert _depends_on(service) == {party: "service_healthy"}
     assert f"copur probe --http http://127.0.0.1:{adversary.control_port}/readyz" in _healthcheck_text(service)
+    assert f"copur probe --grpc 127.0.0.1:{adversary.port} --tls-dir {CERTS} --tls-name {name}" in _healthcheck_text(
+        service
+    )
 
 
 @pytest.mark.parametrize("name", FUSION_SERVICES)
@@ -289,7 +305,7 @@ def test_trainer_writes_the_bundle_into_the_named_volume() -> None:
     # Assert
     assert command == ["sh", "-c", TRAINER_COMMAND]
     assert "bundle" in compose.get("volumes", {})
-    assert _mounts(trainer) == {"/bundle": "bundle"}
+    assert _mounts(trainer) == {"/bundle": "bundle", CERTS: "certs"}
     assert not _read_only(trainer, "/bundle"), "the trainer must be able to write the bundle"
     assert "healthcheck" not in trainer and trainer.get("restart", "no") == "no"
     for name, service in compose["services"].items():
@@ -314,6 +330,29 @@ def test_docker_compose_config_is_valid() -> None:
 
     # Assert
     assert checked.returncode == 0, checked.stderr
+
+
+def test_every_service_reads_the_certs_the_trainer_writes() -> None:
+    # Prepare
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+    services = compose["services"]
+
+    # Execute
+    mounts = {name: _mounts(s).get(CERTS) for name, s in services.items()}
+    writable = [n for n, s in services.items() if mounts[n] and not _read_only(s, CERTS)]
+
+    # Assert: one named volume, written by the trainer only
+    assert "certs" in compose.get("volumes", {})
+    assert set(mounts.values()) == {"certs"}, mounts
+    assert writable == ["trainer"]
+
+
+def test_fusion_reads_mtls_settings_from_the_topology_and_its_environment() -> None:
+    # Execute
+    topology = load_topology(TOPOLOGY_FILE, env=_environment(_services()["fusion"]))
+
+    # Assert
+    assert (topology.tls.mode, topology.tls.dir) == ("mtls", CERTS)
 
 
 # --- Dockerfile, .dockerignore -------------------------------------------------------------------------

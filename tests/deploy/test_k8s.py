@@ -27,7 +27,14 @@ TOPOLOGY = load_topology(TOPOLOGY_FILE, env={})
 K8S_VERSIONS = ("1.28", kubernetes_validate.latest_version())
 IMAGE = "copur:latest"
 BUNDLE = "/bundle/mfeat"
-FUSION_ENV = {"COPUR_HOSTNAMES": "service", "COPUR_BIND_HOST": "0.0.0.0", "COPUR_BUNDLE": BUNDLE}
+CERTS = "/certs"
+CERTS_SECRET = "copur-certs"
+FUSION_ENV = {
+    "COPUR_HOSTNAMES": "service",
+    "COPUR_BIND_HOST": "0.0.0.0",
+    "COPUR_BUNDLE": BUNDLE,
+    "COPUR_TLS_DIR": CERTS,
+}
 TRAINER_COMMAND = f"test -f {BUNDLE}/calibration.json || copur train --dataset mfeat --out {BUNDLE} --no-progress"
 
 Doc = dict[str, Any]
@@ -77,12 +84,23 @@ def _container_ports(container: Doc) -> set[int]:
     return {p["containerPort"] for p in container.get("ports", [])}
 
 
+def _exec_probe_target(probe: Doc) -> int | None:
+    """The port of an exec `copur probe --grpc 127.0.0.1:PORT ...` probe; None for any other probe."""
+    command = probe.get("exec", {}).get("command", [])
+    if command[:2] != ["copur", "probe"] or "--grpc" not in command:
+        return None
+    return int(_flag(command, "--grpc").rsplit(":", 1)[1])
+
+
 def _grpc_probe_ports(container: Doc) -> dict[str, int]:
-    return {
-        kind: container[kind]["grpc"]["port"]
-        for kind in ("startupProbe", "readinessProbe", "livenessProbe")
-        if "grpc" in container.get(kind, {})
-    }
+    """Probe kind -> port, for gRPC health probes: exec `copur probe --grpc` (mTLS) or native gRPC."""
+    out = {}
+    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+        probe = container.get(kind, {})
+        port = probe["grpc"]["port"] if "grpc" in probe else _exec_probe_target(probe)
+        if port is not None:
+            out[kind] = port
+    return out
 
 
 def _http_probe(container: Doc, kind: str) -> tuple[str, int]:
@@ -285,7 +303,8 @@ def test_every_probe_targets_a_declared_container_port(name: str) -> None:
         kind: container[kind] for kind in ("startupProbe", "readinessProbe", "livenessProbe") if kind in container
     }
     targets = {
-        kind: _port_number(container, (probe.get("grpc") or probe.get("httpGet") or probe.get("tcpSocket"))["port"])
+        kind: _exec_probe_target(probe)
+        or _port_number(container, (probe.get("grpc") or probe.get("httpGet") or probe.get("tcpSocket"))["port"])
         for kind, probe in probes.items()
     }
 
@@ -417,7 +436,7 @@ def test_fusion_resolves_every_party_to_a_service_port(tmp_path: Path) -> None:
     config = tmp_path / "cluster.yaml"
     config.write_text(_objects("ConfigMap")["copur-topology"]["data"]["cluster.yaml"])
     container = _main_container(_objects("Deployment")["fusion"])
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}  # not the Secret-backed ones
 
     # Execute
     topology = load_topology(config, env=env)
@@ -430,6 +449,76 @@ def test_fusion_resolves_every_party_to_a_service_port(tmp_path: Path) -> None:
         host, port = target.rsplit(":", 1)
         assert host in services, f"the fusion dials {target}, but there is no Service {host}"
         assert int(port) in _service_ports(services[host]), f"Service {host} has no port {port}"
+
+
+# --- mTLS ----------------------------------------------------------------------------------------------
+
+
+def _secret_files(pod: Doc, container: Doc) -> dict[str, tuple[str, str]]:
+    """Files the container sees from Secrets: mount path -> (Secret name, key); a Secret without items is
+    reported as its mount directory -> (name, "*")."""
+    volumes = {v["name"]: v["secret"] for v in pod.get("volumes", []) if "secret" in v}
+    files = {}
+    for mount in container.get("volumeMounts", []):
+        source = volumes.get(mount["name"])
+        if source is None:
+            continue
+        items = source.get("items") or [{"key": "*", "path": ""}]
+        for item in items:
+            files[f"{mount['mountPath'].rstrip('/')}/{item['path']}".rstrip("/")] = (source["secretName"], item["key"])
+    return files
+
+
+@pytest.mark.parametrize("name", sorted(_objects("Deployment")))
+def test_every_pod_mounts_only_the_ca_and_its_own_key_pair(name: str) -> None:
+    # Prepare
+    deployment = _objects("Deployment")[name]
+    expected = {f"{CERTS}/{f}": (CERTS_SECRET, f) for f in ("ca.pem", f"{name}.pem", f"{name}-key.pem")}
+
+    # Execute
+    files = _secret_files(deployment["spec"]["template"]["spec"], _main_container(deployment))
+
+    # Assert: the CA's key and other services' keys never reach the pod
+    assert files == expected
+
+
+@pytest.mark.parametrize("name", sorted(_objects("Deployment")))
+def test_grpc_probes_present_the_pods_own_certificate(name: str) -> None:
+    # Prepare: Kubernetes' native gRPC probes cannot present a client certificate, which mTLS servers demand
+    container = _main_container(_objects("Deployment")[name])
+
+    # Execute
+    probes = [container[k] for k in ("startupProbe", "readinessProbe", "livenessProbe") if k in container]
+    native = [p for p in probes if "grpc" in p]
+    execs = [p["exec"]["command"] for p in probes if _exec_probe_target(p) is not None]
+
+    # Assert
+    assert not native, f"{name}: a native gRPC probe fails the mTLS handshake"
+    assert execs, f"{name}: no gRPC health probe"
+    for command in execs:
+        assert _flag(command, "--tls-dir") == CERTS
+        assert _flag(command, "--tls-name") == name
+
+
+@pytest.mark.parametrize("name", sorted(_objects("Deployment")))
+def test_every_role_serves_mtls_from_the_mounted_certificates(name: str, tmp_path: Path) -> None:
+    # Prepare
+    container = _main_container(_objects("Deployment")[name])
+    command = container["command"]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+
+    # Execute: parties and adversaries get flags; the fusion reads the topology (ConfigMap + its env)
+    if command[1] == "fusion":
+        config = tmp_path / "cluster.yaml"
+        config.write_text(_objects("ConfigMap")["copur-topology"]["data"]["cluster.yaml"])
+        tls = load_topology(config, env=env).tls
+        mode, directory = tls.mode, tls.dir
+    else:
+        mode = command[command.index("--tls-mode") + 1] if "--tls-mode" in command else "mtls"
+        directory = _flag(command, "--tls-dir")
+
+    # Assert
+    assert (mode, directory) == ("mtls", CERTS)
 
 
 def test_hpa_scales_the_fusion_deployment_on_cpu() -> None:

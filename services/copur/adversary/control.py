@@ -1,23 +1,32 @@
-"""The adversary's HTTP control endpoint: read and switch the policy live, probes and metrics."""
+"""The adversary's HTTP control endpoint: read and switch the policy live, probes and metrics.
+
+Security: ``GET`` and ``PUT /v1/policy`` need an API key with scope ``admin`` (the same keys file as the
+fusion center's); ``/healthz``, ``/readyz``, ``/metrics`` and the docs stay open for probes and scrapers.
+The key is checked before the body is read.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from copur import __version__
 from copur.adversary.policy import ParamValue, Policy, policy_error
+from copur.auth.web import require
 from copur.errors import CopurError
+from copur.grpcutil import SchemaMismatch
+from copur.webkit import ERROR_RESPONSES, install_error_handlers, read_json_body
 
 if TYPE_CHECKING:
     from copur.adversary.server import AdversaryApp
 
-__all__ = ["PolicyStatus", "control_api"]
+__all__ = ["MAX_POLICY_BYTES", "PolicyStatus", "control_api"]
+
+MAX_POLICY_BYTES = 64 * 1024
 
 
 class PolicyStatus(BaseModel):
@@ -35,24 +44,40 @@ class Probe(BaseModel):
     reason: str | None = None
 
 
+_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {code: ERROR_RESPONSES[code] for code in (401, 403, 429)}
+_PUT_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_AUTH_ERRORS,
+    **{code: ERROR_RESPONSES[code] for code in (400, 413, 415)},
+    422: {"model": ERROR_RESPONSES[422]["model"], "description": "refused policy (the detail names why)"},
+}
+_POLICY_DOC = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": Policy.model_json_schema()}}}
+}
+
+
 def control_api(adversary: AdversaryApp) -> FastAPI:
-    """The FastAPI app of one adversary (OpenAPI at ``/docs``)."""
+    """The FastAPI app of one adversary (OpenAPI at ``/docs``), behind ``adversary.auth`` (None: open)."""
     api = FastAPI(title="copur adversary control", version=__version__)
+    install_error_handlers(api)
+    admin = require(adversary.auth, "admin")
 
-    @api.exception_handler(RequestValidationError)
-    async def _one_line_422(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": policy_error(exc.errors())})
-
-    @api.get("/v1/policy", response_model=PolicyStatus)
+    @api.get("/v1/policy", response_model=PolicyStatus, dependencies=admin, responses=_AUTH_ERRORS)
     def get_policy() -> PolicyStatus:
         return PolicyStatus(**adversary.status())
 
-    @api.put("/v1/policy", response_model=PolicyStatus, responses={422: {"description": "refused policy"}})
-    def put_policy(policy: Policy) -> PolicyStatus:
+    @api.put(
+        "/v1/policy", response_model=PolicyStatus, dependencies=admin, responses=_PUT_ERRORS, openapi_extra=_POLICY_DOC
+    )
+    async def put_policy(request: Request) -> PolicyStatus:
+        data = await read_json_body(request, MAX_POLICY_BYTES)
+        try:
+            policy = Policy.model_validate(data)
+        except ValidationError as exc:
+            raise SchemaMismatch(policy_error(exc.errors())) from None
         try:
             adversary.set_policy(policy)
         except CopurError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from None
+            raise SchemaMismatch(str(exc)) from None
         return PolicyStatus(**adversary.status())
 
     @api.get("/healthz", response_model=Probe)

@@ -3,6 +3,10 @@
 A policy names an attack of :mod:`copur.attacks` (or ``none``) and its parameters. Gradient attacks
 (``pgd``, ``adaptive``) take one extra parameter handled here, ``target``: the class index a targeted
 attack pushes every sample to (it implies ``targeted=true``).
+
+One policy is not an attack on the embeddings but on time: ``delay`` with parameter ``ms`` (a number,
+0 < ms <= :data:`MAX_DELAY_MS`) holds every call ``ms`` milliseconds before forwarding it, then answers
+the party's embeddings unchanged: a slow party, to exercise the fusion center's deadline.
 """
 
 from __future__ import annotations
@@ -20,9 +24,22 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, Valida
 from copur.attacks import ATTACKS, PGD, Attack, make_attack
 from copur.errors import ConfigError
 
-__all__ = ["GRADIENT_ATTACKS", "MAX_STEPS", "NO_ATTACK", "Policy", "PolicySnapshot", "PolicyState", "policy_error"]
+__all__ = [
+    "DELAY",
+    "GRADIENT_ATTACKS",
+    "MAX_DELAY_MS",
+    "MAX_STEPS",
+    "NO_ATTACK",
+    "Policy",
+    "PolicySnapshot",
+    "PolicyState",
+    "policy_error",
+]
 
 NO_ATTACK: Final = "none"
+DELAY: Final = "delay"
+MAX_DELAY_MS: Final = 600_000.0
+"""Upper bound on ``delay``'s ``ms`` (10 minutes): longer is a dead party, which ``drop`` already is."""
 GRADIENT_ATTACKS: Final = tuple(sorted(name for name, cls in ATTACKS.items() if issubclass(cls, PGD)))
 MAX_STEPS: Final = 1000
 """Upper bound on gradient steps, so one policy cannot stall every forwarded call."""
@@ -78,8 +95,9 @@ class Policy(BaseModel):
     @field_validator("attack")
     @classmethod
     def _known_attack(cls, value: str) -> str:
-        if value != NO_ATTACK and value not in ATTACKS:
-            raise ValueError(f"unknown attack '{value}' (known: {', '.join([NO_ATTACK, *sorted(ATTACKS)])})")
+        if value not in (NO_ATTACK, DELAY) and value not in ATTACKS:
+            known = ", ".join([NO_ATTACK, *sorted([*ATTACKS, DELAY])])
+            raise ValueError(f"unknown attack '{value}' (known: {known})")
         return value
 
     @field_validator("params")
@@ -92,6 +110,8 @@ class Policy(BaseModel):
             if value:
                 raise ValueError(f"attack '{NO_ATTACK}' takes no parameters, got '{sorted(value)[0]}'")
             return value
+        if attack == DELAY:
+            return _delay_params(value)
         fields = _attack_fields(attack)
         if attack in GRADIENT_ATTACKS:
             fields["target"] = int | None
@@ -115,14 +135,41 @@ class Policy(BaseModel):
     @property
     def target(self) -> int | None:
         """The class a targeted gradient attack pushes to (``params['target']``), else None."""
-        return _split_target(self.attack, self.params)[1] if self.attack != NO_ATTACK else None
+        return _split_target(self.attack, self.params)[1] if self.attack not in (NO_ATTACK, DELAY) else None
+
+    @property
+    def delay_s(self) -> float:
+        """How long ``delay`` holds each call, in seconds (0 for every other policy)."""
+        ms = self.params.get("ms") if self.attack == DELAY else None
+        return float(ms) / 1000.0 if isinstance(ms, int | float) else 0.0
+
+    @property
+    def corrupts(self) -> bool:
+        """Whether answers leave the adversary changed (or dropped): not for ``none`` and ``delay``."""
+        return self.attack not in (NO_ATTACK, DELAY)
 
     def build(self) -> Attack | None:
-        """The attack object (None for ``none``); ``target`` is not an attack parameter and is left out."""
-        if self.attack == NO_ATTACK:
+        """The attack object (None for ``none`` and ``delay``); ``target`` is not an attack parameter and
+        is left out."""
+        if self.attack in (NO_ATTACK, DELAY):
             return None
         kwargs, _ = _split_target(self.attack, self.params)
         return make_attack(self.attack, **kwargs)
+
+
+def _delay_params(value: dict[str, ParamValue]) -> dict[str, ParamValue]:
+    """``delay``'s parameters: exactly ``ms``, a finite number in (0, MAX_DELAY_MS]."""
+    unknown = sorted(set(value) - {"ms"})
+    if unknown:
+        raise ValueError(f"attack '{DELAY}' does not take parameter '{unknown[0]}' (it takes: ms)")
+    if "ms" not in value:
+        raise ValueError(f"attack '{DELAY}' needs parameter 'ms' (milliseconds to hold each call)")
+    ms = value["ms"]
+    if isinstance(ms, bool) or not isinstance(ms, int | float):
+        raise ValueError(f"parameter 'ms' of attack '{DELAY}' must be a number, got {ms!r}")
+    if not math.isfinite(ms) or not 0 < ms <= MAX_DELAY_MS:
+        raise ValueError(f"parameter 'ms' must be in (0, {MAX_DELAY_MS:.0f}], got {ms}")
+    return {"ms": ms}
 
 
 def policy_error(errors: Sequence[Mapping[str, Any]]) -> str:

@@ -13,6 +13,7 @@ import logging
 import signal
 import socket
 import threading
+import time
 from concurrent import futures
 from pathlib import Path
 from typing import Any, Final, NoReturn
@@ -25,10 +26,14 @@ from prometheus_client import CollectorRegistry, Counter
 
 from copur.adversary.control import control_api
 from copur.adversary.corrupt import AdversaryContext, corrupt_block
-from copur.adversary.policy import NO_ATTACK, Policy, PolicyState
+from copur.adversary.policy import Policy, PolicyState
+from copur.auth.guard import Authenticator
 from copur.bundle import load_bundle
 from copur.errors import ConfigError, CopurError
+from copur.grpcutil import RECONNECT_OPTIONS
 from copur.serde import PartyInfo, SerdeError, embed_response, embed_response_from_proto, party_info_from_proto
+from copur.tls.credentials import TlsIdentity, add_port, channel
+from copur.topology import is_loopback, service_name
 from copur.v1 import party_pb2, party_pb2_grpc
 
 __all__ = ["DROP_DETAILS", "AdversaryApp", "serve_adversary"]
@@ -39,6 +44,8 @@ DROP_DETAILS: Final = "adversary drops the answer"
 PARTY_SERVICE: Final = party_pb2.DESCRIPTOR.services_by_name["PartyService"].full_name
 STARTUP_TIMEOUT_S: Final = 10.0
 PROBE_TIMEOUT_S: Final = 2.0
+HOLD_SLICE_S: Final = 0.05
+"""How often a call held by ``delay`` checks whether its caller is still there."""
 MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
 _MESSAGE_OPTIONS: Final = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -75,7 +82,12 @@ class _Proxy(party_pb2_grpc.PartyServiceServicer):
 class AdversaryApp:
     """One adversary: gRPC PartyService proxy on ``host:port`` in front of ``upstream`` (HOST:PORT), HTTP
     control on ``host:control_port`` (port 0: a free one, read ``.port`` / ``.control_port`` after
-    :meth:`start`). ``party``: the index of the party it impersonates; None asks the upstream's Info."""
+    :meth:`start`). ``party``: the index of the party it impersonates; None asks the upstream's Info.
+    With ``tls`` its gRPC server demands a client certificate signed by ``tls``'s CA, and it dials the
+    upstream presenting ``tls``'s certificate, accepting only a server certificate for ``party-<party>``
+    (any name the CA signed for the upstream's host when ``party`` is None). None: plaintext both ways.
+    ``auth``: the API keys the control endpoint demands (scope ``admin`` for ``/v1/policy``); None leaves
+    it open, which only a loopback ``host`` may do (ConfigError otherwise)."""
 
     def __init__(
         self,
@@ -88,7 +100,11 @@ class AdversaryApp:
         control_port: int = 0,
         policy: Policy | None = None,
         upstream_timeout_s: float = 5.0,
+        tls: TlsIdentity | None = None,
+        auth: Authenticator | None = None,
     ) -> None:
+        if auth is None and not is_loopback(host):
+            raise ConfigError(f"adversary on {host} without API keys: an open control endpoint is for loopback only")
         if upstream_timeout_s <= 0:
             raise ConfigError(f"upstream_timeout_s must be > 0, got {upstream_timeout_s}")
         if party is not None and party < 0:
@@ -97,6 +113,8 @@ class AdversaryApp:
         self.bundle_path = Path(bundle)
         self.host = host
         self.upstream_timeout_s = upstream_timeout_s
+        self.tls = tls
+        self.auth = auth
         self.state = PolicyState(policy=policy)
         self.registry = CollectorRegistry()
         self._calls = Counter(
@@ -164,16 +182,20 @@ class AdversaryApp:
         self._probe_upstream()
         policy = self.state.get()
         log.info(
-            "event=adversary_started grpc=%s control=%s upstream=%s party=%s attack=%s",
+            "event=adversary_started grpc=%s control=%s upstream=%s party=%s attack=%s tls=%s",
             _address(self.host, self.port),
             _address(self.host, self.control_port),
             self.upstream,
             self.party,
             policy.attack,
+            "mtls" if self.tls else "plaintext",
         )
 
     def _start_grpc(self) -> None:
-        self._channel = grpc.insecure_channel(self.upstream, options=_MESSAGE_OPTIONS)
+        upstream_name = service_name("party", self._party) if self._party is not None else None
+        self._channel = channel(
+            self.upstream, self.tls, server_name=upstream_name, options=[*_MESSAGE_OPTIONS, *RECONNECT_OPTIONS]
+        )
         self._stub = party_pb2_grpc.PartyServiceStub(self._channel)
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="adversary-grpc"),
@@ -185,10 +207,7 @@ class AdversaryApp:
         names = (PARTY_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, server)
         address = _address(self.host, self._requested_port)
-        try:
-            port = server.add_insecure_port(address)
-        except RuntimeError:
-            port = 0
+        port = add_port(server, address, self.tls)
         if not port:
             raise CopurError(f"adversary cannot bind gRPC on {address}")
         self._grpc = server
@@ -333,8 +352,18 @@ class AdversaryApp:
         self._learn(party_info_from_proto(msg))
         return msg
 
+    def _hold(self, policy: Policy, context: grpc.ServicerContext) -> None:
+        """``delay``: hold the call ``policy.delay_s`` before it is forwarded. A caller that gives up (its
+        deadline passed) or the adversary stopping ends the hold early: a held call never outlives both."""
+        end = time.monotonic() + policy.delay_s
+        while (left := end - time.monotonic()) > 0:
+            if self._stopped.wait(min(left, HOLD_SLICE_S)) or not context.is_active():
+                self.state.record(corrupted=False)
+                _abort(context, grpc.StatusCode.CANCELLED, "adversary delay: the caller went away")
+
     def _forward_embed(self, method: str, request: Any, context: grpc.ServicerContext) -> Any:
         self._calls.labels(method).inc()
+        self._hold(self.state.get(), context)
         try:
             response = getattr(self._stub, method)(request, timeout=self.upstream_timeout_s)
         except grpc.RpcError as exc:
@@ -346,7 +375,7 @@ class AdversaryApp:
             block, answering = embed_response_from_proto(response, what="upstream embeddings")
         except SerdeError as exc:
             self.state.record(corrupted=False)
-            if policy.attack == NO_ATTACK:
+            if not policy.corrupts:
                 return response
             _abort(context, grpc.StatusCode.INTERNAL, str(exc))
         assert self._context is not None
@@ -358,7 +387,7 @@ class AdversaryApp:
         except (CopurError, ValueError) as exc:
             self.state.record(corrupted=False)
             _abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"adversary cannot apply '{policy.attack}': {exc}")
-        corrupted = policy.attack != NO_ATTACK
+        corrupted = policy.corrupts
         self.state.record(corrupted=corrupted)
         if not corrupted:
             return response
@@ -378,6 +407,8 @@ def serve_adversary(
     control_port: int = 0,
     policy: Policy | None = None,
     upstream_timeout_s: float = 5.0,
+    tls: TlsIdentity | None = None,
+    auth: Authenticator | None = None,
 ) -> None:
     """Run an :class:`AdversaryApp` until SIGTERM or SIGINT (handled when called from the main thread)."""
     app = AdversaryApp(
@@ -389,6 +420,8 @@ def serve_adversary(
         control_port=control_port,
         policy=policy,
         upstream_timeout_s=upstream_timeout_s,
+        tls=tls,
+        auth=auth,
     )
     requested = threading.Event()
     previous: dict[signal.Signals, Any] = {}

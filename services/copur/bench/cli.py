@@ -173,6 +173,12 @@ def bench_serve_command(
     warmup: Annotated[int, typer.Option(min=0, help="Uncounted requests before each level.")] = 20,
     log_dir: Annotated[Path | None, typer.Option(help="Where the --up cluster logs (default: a temp dir).")] = None,
     start_timeout: Annotated[float, typer.Option(help="Seconds to wait for the --up cluster to be ready.")] = 180.0,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            help="API key with scope predict (default: the --up cluster's development key, else $COPUR_API_KEY)."
+        ),
+    ] = None,
 ) -> None:
     """Load the fusion center's POST /v1/predict; write throughput, latency, errors, peak RSS as JSON.
 
@@ -208,6 +214,7 @@ def bench_serve_command(
             log_dir=log_dir,
             start_timeout=start_timeout,
             echo=lambda line: typer.echo(line, err=line.startswith("error:")),
+            api_key=api_key,
         )
         if code == 0:
             argv = _serve_argv(url, config, mode, levels, **numbers, defense=defense, warmup=warmup)

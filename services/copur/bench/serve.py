@@ -32,29 +32,38 @@ RSS_SAMPLE_S = 0.2
 
 
 # -- process memory --------------------------------------------------------------------------------
-def read_rss_mb(pid: int) -> float | None:
-    """Peak resident set size of ``pid`` in MiB (psutil when installed, else /proc); None when gone."""
+def read_rss_mb(pid: int, *, peak: bool = True) -> float | None:
+    """Resident set size of ``pid`` in MiB: the peak since it started (``peak``) or the current one; None
+    when gone. Linux: /proc (VmHWM, VmRSS); elsewhere psutil when installed (its peak only on Windows)."""
+    kib = _proc_status_kib(pid, ("VmHWM", "VmRSS") if peak else ("VmRSS",))
+    if kib is not None:
+        return max(kib.values()) / 1024 if kib else None
     try:
         import psutil  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
-        psutil = None
-    if psutil is not None:
-        try:
-            info = psutil.Process(pid).memory_info()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            return None
-        peak = getattr(info, "peak_wset", None) or info.rss  # peak_wset on Windows only
-        return float(peak) / 2**20
+        return None
+    try:
+        info = psutil.Process(pid).memory_info()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    rss = (getattr(info, "peak_wset", None) or info.rss) if peak else info.rss  # peak_wset on Windows only
+    return float(rss) / 2**20
+
+
+def _proc_status_kib(pid: int, keys: tuple[str, ...]) -> dict[str, int] | None:
+    """These ``/proc/<pid>/status`` fields in KiB ({} when the process is gone); None without /proc."""
+    if not Path("/proc/self/status").exists():
+        return None
     try:
         text = Path(f"/proc/{pid}/status").read_text()
     except OSError:
-        return None
+        return {}
     kib = {}
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key in ("VmHWM", "VmRSS"):
+        if key in keys:
             kib[key] = int(value.split()[0])
-    return max(kib.values()) / 1024 if kib else None
+    return kib
 
 
 class _RssSampler:
@@ -123,15 +132,16 @@ class _Connection:
     request per body, Content-Length framing. httpx spends about 2.5 ms of CPU per request, which on a
     2-core machine starves the very server being measured (profiled: 70 % of a core at 250 requests/s)."""
 
-    def __init__(self, host: str, port: int, path: str) -> None:
+    def __init__(self, host: str, port: int, path: str, api_key: str | None = None) -> None:
         self.host, self.port, self.path = host, port, path
+        self.auth = f"Authorization: Bearer {api_key}\r\n" if api_key else ""
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
     def encode(self, body: dict[str, Any]) -> bytes:
         data = json.dumps(body).encode()
         head = (
-            f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{self.auth}"
             f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
         )
         return head.encode() + data
@@ -272,6 +282,7 @@ async def _bench(
     warmup: int,
     timeout_s: float,
     seed: int,
+    api_key: str | None,
 ) -> dict[str, Any]:
     host, port, path = _split_url(url)
     sampler = _RssSampler(pids)
@@ -280,7 +291,7 @@ async def _bench(
     runs = []
     try:
         for level in concurrency:
-            connections = [_Connection(host, port, path) for _ in range(level)]
+            connections = [_Connection(host, port, path, api_key) for _ in range(level)]
             level_run = partial(
                 _run_level,
                 concurrency=level,
@@ -320,8 +331,10 @@ def bench_serve(
     warmup: int = 0,
     timeout_s: float = 30.0,
     seed: int = 0,
+    api_key: str | None = None,
 ) -> dict[str, Any]:
-    """Load ``url``'s ``POST /v1/predict`` at each concurrency level in turn.
+    """Load ``url``'s ``POST /v1/predict`` at each concurrency level in turn, each request carrying
+    ``api_key`` as its Bearer token (none when None).
 
     Each level sends at most ``requests`` requests and stops starting new ones after ``duration_s``
     seconds, whichever comes first; each request asks for ``ids_per_request`` distinct ids from a fixed
@@ -347,6 +360,7 @@ def bench_serve(
             warmup=warmup,
             timeout_s=timeout_s,
             seed=seed,
+            api_key=api_key,
         )
     )
 
@@ -369,8 +383,8 @@ def format_table(runs: Sequence[dict[str, Any]]) -> str:
 
 
 def _bench_topology(config: Path, batching: bool, out_dir: Path) -> Path:
-    """A copy of ``config`` with fusion.batching set, every adversary's policy ``none`` and an absolute
-    bundle path (relative paths are taken from the working directory, else from the file's folder)."""
+    """A copy of ``config`` with fusion.batching set, every adversary's policy ``none`` and absolute bundle
+    and tls.dir paths (relative paths are taken from the working directory, else from the file's folder)."""
     import yaml
 
     raw = yaml.safe_load(config.read_text())
@@ -379,11 +393,16 @@ def _bench_topology(config: Path, batching: bool, out_dir: Path) -> Path:
     raw.setdefault("fusion", {})
     raw["fusion"] = dict(raw["fusion"] or {}, batching=batching)
     raw["adversaries"] = [dict(a, policy="none") for a in raw.get("adversaries") or []]
-    for key in ("bundle", "data_dir"):
-        value = raw.get(key)
+    paths: list[tuple[dict[str, Any], str]] = [(raw, "bundle"), (raw, "data_dir")]
+    if isinstance(raw.get("tls"), dict):
+        paths.append((raw["tls"], "dir"))
+    if isinstance(raw.get("auth"), dict):
+        paths.append((raw["auth"], "keys_file"))
+    for node, key in paths:
+        value = node.get(key)
         if isinstance(value, str) and not Path(value).is_absolute():
             here, beside = Path(value).resolve(), (config.parent / value).resolve()
-            raw[key] = str(here if here.exists() or not beside.exists() else beside)
+            node[key] = str(here if here.exists() or not beside.exists() else beside)
     path = out_dir / f"cluster-batching-{'on' if batching else 'off'}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
@@ -414,10 +433,13 @@ def serve_command(
     log_dir: Path | None = None,
     start_timeout: float = 180.0,
     echo: Callable[[str], None] = print,
+    api_key: str | None = None,
 ) -> int:
     """``copur bench serve``: bench a running fusion center (``url``) or, with ``up``, start the cluster of
     ``config`` (adversaries' policy none) once per batching mode ("on", "off" or "both"), bench it and stop
-    it. Writes the JSON report to ``json_path``, prints a table; returns the exit code."""
+    it. Writes the JSON report to ``json_path``, prints a table; returns the exit code. Requests carry
+    ``api_key``; without one, the development predict key of the started cluster (``up``), else
+    ``$COPUR_API_KEY``."""
     if batching not in ("on", "off", "both"):
         echo(f"error: --batching must be on, off or both, not {batching!r}")
         return 2
@@ -441,7 +463,8 @@ def serve_command(
     machine: dict[str, Any] = {}
     if not up:
         assert url is not None
-        result = bench_serve(url=url, pids=_state_pids(log_dir or Path("runs/cluster")), **kwargs)
+        key = api_key or os.environ.get("COPUR_API_KEY")
+        result = bench_serve(url=url, pids=_state_pids(log_dir or Path("runs/cluster")), api_key=key, **kwargs)
         machine = result["machine"]
         runs += [{"batching": batching, **r} for r in result["runs"]]
         rss_by_mode[batching] = result["rss_peak_mb"]
@@ -462,7 +485,8 @@ def serve_command(
                     echo(f"error: {exc}")
                     return 1
                 try:
-                    result = bench_serve(url=cluster.fusion_url, pids=cluster.pids(), **kwargs)
+                    key = api_key or cluster.dev_key("predict") or os.environ.get("COPUR_API_KEY")
+                    result = bench_serve(url=cluster.fusion_url, pids=cluster.pids(), api_key=key, **kwargs)
                 finally:
                     cluster.stop()
                 machine = result["machine"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import uvicorn
 
+from copur.auth.guard import load_authenticator
 from copur.bundle import load_bundle
 from copur.device import resolve_device
 from copur.errors import CopurError
@@ -17,7 +18,8 @@ from copur.fusion.grpc_api import create_grpc_server, mark_serving
 from copur.fusion.handler import FusionHandler, FusionSettings
 from copur.fusion.http_api import create_http_app
 from copur.fusion.worker import Worker
-from copur.topology import Topology, load_topology
+from copur.tls.credentials import identity_for
+from copur.topology import Topology, load_topology, service_name
 
 __all__ = ["build_handler", "run_fusion", "serve_fusion"]
 
@@ -25,7 +27,9 @@ log = logging.getLogger("copur.fusion")
 
 
 def build_handler(topology: Topology) -> FusionHandler:
-    """Load the bundle (verified) and the worker on ``cuda`` when present, else CPU."""
+    """Load the bundle (verified) and the worker on ``cuda`` when present, else CPU; the party clients use
+    the topology's ``tls`` (mTLS as ``fusion``, each peer's certificate checked by its service name)."""
+    tls = identity_for(topology, service_name("fusion"))  # first: a missing certificate fails fast
     bundle = load_bundle(topology.bundle)
     if bundle.manifest.num_parties != topology.num_parties:
         raise CopurError(
@@ -33,22 +37,31 @@ def build_handler(topology: Topology) -> FusionHandler:
         )
     device = resolve_device(topology.fusion.device)
     targets = [topology.fusion_target(i) for i in range(topology.num_parties)]
-    settings = FusionSettings(node=topology.fusion, targets=targets)
+    settings = FusionSettings(
+        node=topology.fusion,
+        targets=targets,
+        tls=tls,
+        peer_names=tuple(topology.fusion_peer(i) for i in range(topology.num_parties)),
+    )
     return FusionHandler(bundle=bundle, worker=Worker(bundle, device=device), settings=settings)
 
 
 async def run_fusion(topology: Topology, stop: asyncio.Event) -> None:
-    """Serve until ``stop`` is set: HTTP on fusion.http_port, gRPC on fusion.grpc_port."""
+    """Serve until ``stop`` is set: HTTP on fusion.http_port, gRPC on fusion.grpc_port, both behind the
+    topology's ``auth`` (keys loaded first: a missing or malformed keys file fails before anything binds)."""
+    auth = load_authenticator(topology.auth.mode, topology.auth.keys_file)
     handler = build_handler(topology)
     host = topology.bind_host
     await handler.start()
-    grpc_server, port, health = create_grpc_server(handler, f"{host}:{topology.fusion.grpc_port}")
+    grpc_server, port, health = create_grpc_server(
+        handler, f"{host}:{topology.fusion.grpc_port}", handler.settings.tls, auth=auth
+    )
     if port == 0:
         raise CopurError(f"fusion: cannot bind gRPC port {host}:{topology.fusion.grpc_port}")
     await grpc_server.start()
     await mark_serving(health, True)
     config = uvicorn.Config(
-        create_http_app(handler),
+        create_http_app(handler, auth=auth),
         host=host,
         port=topology.fusion.http_port,
         log_level="warning",

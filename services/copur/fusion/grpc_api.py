@@ -8,10 +8,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from copur.auth.grpcauth import BearerInterceptor
+from copur.auth.guard import Authenticator
 from copur.errors import CopurError
 from copur.fusion.handler import FusionHandler
 from copur.grpcutil import MAX_MESSAGE_BYTES, grpc_status
 from copur.serde import predict_request_from_proto, predictions_to_proto
+from copur.tls.credentials import TlsIdentity, add_port
 from copur.v1 import fusion_pb2, fusion_pb2_grpc
 
 __all__ = ["FusionServicer", "create_grpc_server", "mark_serving"]
@@ -39,14 +42,23 @@ class FusionServicer(fusion_pb2_grpc.FusionServiceServicer):
         return predictions_to_proto(preds)
 
 
-def create_grpc_server(handler: FusionHandler, address: str) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    """An asyncio gRPC server with FusionService, grpc.health.v1 and reflection; returns the bound port."""
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])
+def create_grpc_server(
+    handler: FusionHandler, address: str, tls: TlsIdentity | None = None, *, auth: Authenticator | None
+) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """An asyncio gRPC server with FusionService, grpc.health.v1 and reflection; returns the bound port (0
+    when it cannot bind). With ``tls`` it serves mTLS only: callers must present a certificate signed by
+    ``tls``'s CA (applications use the ``client`` key pair); None serves plaintext. ``auth``: Predict needs
+    ``authorization: Bearer <key>`` metadata with scope ``predict`` (health and reflection stay open); None
+    (``auth.mode: none``, loopback only) leaves it open. Keyword and required: never open by omission."""
+    interceptors = [BearerInterceptor(auth, {f"/{SERVICE}/Predict": "predict"})] if auth is not None else []
+    server = grpc.aio.server(
+        interceptors=interceptors, options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+    )
     fusion_pb2_grpc.add_FusionServiceServicer_to_server(FusionServicer(handler), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE, reflection.SERVICE_NAME, health.SERVICE_NAME), server)
-    port = server.add_insecure_port(address)
+    port = add_port(server, address, tls)
     return server, port, health_servicer
 
 

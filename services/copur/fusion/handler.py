@@ -20,6 +20,7 @@ from copur.fusion.parties import Fetched, PartyPool
 from copur.fusion.worker import DefenseResult, Worker
 from copur.grpcutil import InvalidRequest, NotFound, TooLarge, Unavailable
 from copur.serde import Certificate, Prediction
+from copur.tls.credentials import TlsIdentity
 from copur.topology import FusionNode
 
 __all__ = ["FusionHandler", "FusionSettings"]
@@ -30,10 +31,13 @@ MAX_NORM_FACTOR = 1000.0  # a block above 1000x its party's typical clean norm i
 
 @dataclass(frozen=True, kw_only=True)
 class FusionSettings:
-    """The topology's fusion section plus the party targets."""
+    """The topology's fusion section plus the party targets; ``tls``: the fusion center's identity for
+    mTLS (None: plaintext), ``peer_names``: the certificate name each target must present."""
 
     node: FusionNode
     targets: list[str]
+    tls: TlsIdentity | None = None
+    peer_names: tuple[str, ...] = ()
 
 
 class FusionHandler:
@@ -42,6 +46,7 @@ class FusionHandler:
         self.worker = worker
         self.node = settings.node
         self.targets = settings.targets
+        self.settings = settings
         self.metrics = FusionMetrics()
         self.num_parties = bundle.manifest.num_parties
         self.num_samples = bundle.manifest.num_samples
@@ -65,6 +70,8 @@ class FusionHandler:
             max_norms=list(scale * MAX_NORM_FACTOR),
             deadline_s=self.node.deadline_ms / 1000.0,
             metrics=self.metrics,
+            tls=self.settings.tls,
+            peer_names=self.settings.peer_names,
         )
         self.batcher = Batcher(
             process=self._process,
@@ -108,7 +115,7 @@ class FusionHandler:
             raise NotFound(f"unknown sample ids: {', '.join(map(str, unknown))} (known: 0..{self.num_samples - 1})")
         name = defense or self.node.default_defense
         if name not in DEFENSES:
-            raise InvalidRequest(f"unknown defense '{name}' (known: {', '.join(DEFENSES)})")
+            raise InvalidRequest(f"unknown defense {name[:64]!r} (known: {', '.join(DEFENSES)})")
         return name
 
     async def predict(self, sample_ids: list[int], defense: str | None, certify: bool) -> list[Prediction]:

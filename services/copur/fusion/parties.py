@@ -14,8 +14,9 @@ import grpc
 import numpy as np
 
 from copur.fusion.metrics import FusionMetrics
-from copur.grpcutil import MAX_MESSAGE_BYTES
+from copur.grpcutil import MAX_MESSAGE_BYTES, RECONNECT_OPTIONS
 from copur.serde import SerdeError, array_from_proto, embed_request, party_info_from_proto
+from copur.tls.credentials import TlsIdentity, aio_channel
 from copur.v1 import party_pb2, party_pb2_grpc
 
 __all__ = ["Fetched", "PartyPool", "PartyState", "validate_block"]
@@ -43,21 +44,30 @@ class Fetched:
 
 
 def validate_block(block: np.ndarray, *, n: int, emb_dim: int, max_norm: float) -> tuple[np.ndarray, str]:
-    """Per-row validity of one party's answer: right shape, finite, norm under ``max_norm``.
+    """Per-row validity of one party's answer: right shape, finite, norm under ``max_norm``, no subnormal
+    values (no extractor output is that small, but integer or byte-swapped data read as float32 is: the
+    int32 1 reads as 1.4e-45).
 
-    Returns (valid rows (n,), reason) — all False with a reason when the whole answer is unusable.
+    Returns (valid rows (n,), reason) — all False with a reason when the whole answer is unusable; the
+    reason names the first kind of fault found (non-finite, then absurd norm, then subnormal).
     """
     if block.shape != (n, emb_dim):
         return np.zeros(n, dtype=bool), f"shape {block.shape}, expected {(n, emb_dim)}"
     finite = np.isfinite(block).all(axis=1)
-    norms = np.linalg.norm(np.where(finite[:, None], block, 0.0), axis=1)
-    valid = finite & (norms <= max_norm)
-    reason = "" if valid.all() else ("non-finite values" if not finite.all() else "absurd norm")
-    return valid, reason
+    clean = np.where(finite[:, None], block, 0.0).astype(np.float64)  # float64: no overflow near float32's max
+    sane = np.linalg.norm(clean, axis=1) <= max_norm
+    normal = ~((clean != 0) & (np.abs(clean) < np.finfo(np.float32).tiny)).any(axis=1)
+    valid = finite & sane & normal
+    faults = [(finite, "non-finite values"), (sane, "absurd norm"), (normal, "subnormal values (not float32 data)")]
+    return valid, next((why for ok, why in faults if not ok.all()), "")
 
 
 class PartyPool:
-    """gRPC clients for every party (asyncio); created inside the running event loop."""
+    """gRPC clients for every party (asyncio); created inside the running event loop.
+
+    With ``tls`` every channel presents the fusion center's certificate and accepts only a server
+    certificate signed by the CA that names ``peer_names[i]`` (``party-<i>`` or ``adversary-<i>``; the
+    target's host when ``peer_names`` is empty). None: plaintext."""
 
     def __init__(
         self,
@@ -68,9 +78,12 @@ class PartyPool:
         max_norms: Sequence[float],
         deadline_s: float,
         metrics: FusionMetrics,
+        tls: TlsIdentity | None = None,
+        peer_names: Sequence[str] = (),
     ) -> None:
-        opts = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
-        self.channels = [grpc.aio.insecure_channel(t, options=opts) for t in targets]
+        opts = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), *RECONNECT_OPTIONS]
+        names: list[str | None] = [*peer_names] if peer_names else [None] * len(targets)
+        self.channels = [aio_channel(t, tls, server_name=n, options=opts) for t, n in zip(targets, names, strict=True)]
         self.stubs = [party_pb2_grpc.PartyServiceStub(c) for c in self.channels]
         self.states = [PartyState(index=i, address=t) for i, t in enumerate(targets)]
         self.emb_dim, self.num_samples = emb_dim, num_samples
@@ -107,6 +120,9 @@ class PartyPool:
             return np.zeros((n, self.emb_dim), np.float32), np.zeros(n, dtype=bool)
         finally:
             self.metrics.party_latency.labels(party=str(i)).observe(time.perf_counter() - start)
+        if reply.party != i:  # another party's extractor answered (a misrouted address): not block i at all
+            self._fail(i, "invalid", f"answer from party {reply.party}, expected party {i}")
+            return np.zeros((n, self.emb_dim), np.float32), np.zeros(n, dtype=bool)
         valid, reason = validate_block(block, n=n, emb_dim=self.emb_dim, max_norm=self.max_norms[i])
         if reason:
             self._fail(i, "invalid", f"{reason} in {int((~valid).sum())} of {n} rows")
@@ -136,12 +152,14 @@ class PartyPool:
                     log.warning("event=party_down party=%d address=%s detail=%r", i, st.address, exc.details())
                 st.state, st.last_error = "down", f"{exc.code().name}: {exc.details()}"
                 return
-            ok = info.emb_dim == self.emb_dim and info.num_parties == expected_parties
+            ok = info.index == i and info.emb_dim == self.emb_dim and info.num_parties == expected_parties
             if st.state != "up" and ok:
                 log.info("event=party_up party=%d address=%s name=%s", i, st.address, info.name)
             st.state = "up" if ok else "mismatch"
             if not ok:
-                st.last_error = f"party reports emb_dim {info.emb_dim} of {info.num_parties} parties"
+                st.last_error = (
+                    f"party reports index {info.index}, emb_dim {info.emb_dim} of {info.num_parties} parties"
+                )
 
         await asyncio.gather(*(one(i) for i in range(self.num_parties)))
         up = sum(s.state == "up" for s in self.states)

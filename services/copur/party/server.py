@@ -14,6 +14,7 @@ from copur.errors import CopurError
 from copur.grpcutil import abort_with, make_server, set_serving
 from copur.party.core import PartyCore
 from copur.serde import array_from_proto, embed_response, party_info_to_proto
+from copur.tls.credentials import TlsIdentity, add_port
 from copur.v1 import party_pb2, party_pb2_grpc
 
 __all__ = ["PartyApp", "PartyServicer", "serve_party"]
@@ -46,13 +47,19 @@ class PartyServicer(party_pb2_grpc.PartyServiceServicer):
 
 
 class PartyApp:
-    """A party gRPC server on ``host:port`` (port 0 picks a free one; see ``.port`` after ``start``)."""
+    """A party gRPC server on ``host:port`` (port 0 picks a free one; see ``.port`` after ``start``).
 
-    def __init__(self, *, core: PartyCore, host: str = "127.0.0.1", port: int = 0) -> None:
+    With ``tls`` it serves mTLS only: a caller without a certificate signed by ``tls``'s CA is refused
+    during the handshake, before any call reaches the party. None serves plaintext (in-process tests)."""
+
+    def __init__(
+        self, *, core: PartyCore, host: str = "127.0.0.1", port: int = 0, tls: TlsIdentity | None = None
+    ) -> None:
         self.core = core
+        self.tls = tls
         self.server, self.health = make_server(service_names=[SERVICE])
         party_pb2_grpc.add_PartyServiceServicer_to_server(PartyServicer(core), self.server)
-        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        self.port = add_port(self.server, f"{host}:{port}", tls)
         if self.port == 0:
             raise CopurError(f"party {core.info.index}: cannot bind {host}:{port}")
         self.host = host
@@ -61,11 +68,12 @@ class PartyApp:
         self.server.start()
         set_serving(self.health, [SERVICE], True)
         log.info(
-            "event=party_ready party=%d name=%s address=%s:%d",
+            "event=party_ready party=%d name=%s address=%s:%d tls=%s",
             self.core.info.index,
             self.core.info.name,
             self.host,
             self.port,
+            "mtls" if self.tls else "plaintext",
         )
         return self
 
@@ -78,11 +86,18 @@ class PartyApp:
 
 
 def serve_party(
-    *, bundle: str | Path, party: int, host: str, port: int, data_dir: str | None = None, max_ids: int = 65536
+    *,
+    bundle: str | Path,
+    party: int,
+    host: str,
+    port: int,
+    data_dir: str | None = None,
+    max_ids: int = 65536,
+    tls: TlsIdentity | None = None,
 ) -> None:
-    """Run party ``party`` until SIGINT / SIGTERM."""
+    """Run party ``party`` until SIGINT / SIGTERM (mTLS with ``tls``, plaintext with None)."""
     app = PartyApp(
-        core=PartyCore.from_bundle(bundle, party, data_dir=data_dir, max_ids=max_ids), host=host, port=port
+        core=PartyCore.from_bundle(bundle, party, data_dir=data_dir, max_ids=max_ids), host=host, port=port, tls=tls
     ).start()
     gc.freeze()  # the process's long-lived objects: out of the collector's reach (no 200 ms full collections)
     done = threading.Event()

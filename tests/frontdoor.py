@@ -1,0 +1,91 @@
+"""A real fusion center in this process for front-door tests: the six mfeat parties as in-process gRPC
+servers, and :func:`copur.fusion.run_fusion` (bundle, handler, worker, HTTP and gRPC front doors, the
+topology's ``auth``) on its own event loop in a thread, plaintext gRPC on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from copur.fusion import run_fusion
+from copur.party import PartyApp, PartyCore
+from copur.topology import Topology
+
+__all__ = ["FrontDoor", "free_ports", "serve_front_door"]
+
+
+@dataclass(frozen=True)
+class FrontDoor:
+    url: str
+    grpc: str
+    topology: Topology
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [int(s.getsockname()[1]) for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@contextmanager
+def serve_front_door(
+    bundle_dir: Path, *, keys_file: Path | None, num_parties: int = 6, **fusion: object
+) -> Iterator[FrontDoor]:
+    """Parties and fusion center up and ready (``keys_file`` None: ``auth.mode none``); stopped on exit."""
+    parties = [PartyApp(core=PartyCore.from_bundle(bundle_dir, i)).start() for i in range(num_parties)]
+    http_port, grpc_port = free_ports(2)
+    auth = {"mode": "none"} if keys_file is None else {"mode": "keys", "keys_file": str(keys_file)}
+    topology = Topology.model_validate(
+        {
+            "bundle": str(bundle_dir),
+            "parties": [{"index": i, "port": p.port} for i, p in enumerate(parties)],
+            "fusion": {"http_port": http_port, "grpc_port": grpc_port, "max_delay_ms": 1, **fusion},
+            "tls": {"mode": "plaintext"},
+            "auth": auth,
+        }
+    )
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    failure: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            loop.run_until_complete(run_fusion(topology, stop))
+        except BaseException as exc:  # reported by the waiting test
+            failure.append(exc)
+
+    thread = threading.Thread(target=serve, name="fusion-under-test", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{http_port}"
+    try:
+        deadline = time.monotonic() + 120
+        while not _ready(url):
+            assert not failure, f"fusion center failed: {failure[0]!r}"
+            assert time.monotonic() < deadline, "fusion center not ready after 120 s"
+            time.sleep(0.1)
+        yield FrontDoor(url=url, grpc=f"127.0.0.1:{grpc_port}", topology=topology)
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+        loop.close()
+        for party in parties:
+            party.stop(0)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
