@@ -235,3 +235,12 @@ def test_the_speedup_ceiling_is_derived_from_the_numbers() -> None:
     # peak 100 GFLOP/s / 50 MFLOP = 2,000 samples/s = 50x the 40 samples/s loop
     assert "at 100 % of the measured matmul peak that is 2,000 samples/s, 50.0x the" in markdown
     assert "at 100 % of the measured matmul peak" not in render_performance(_purifier(), None, commands=COMMANDS)
+
+
+def test_the_service_section_says_how_links_were_secured() -> None:
+    serve = _serve()
+    serve["settings"] |= {"tls": "mtls", "auth": "keys"}
+
+    markdown = render_performance(None, serve, commands=COMMANDS)
+
+    assert "gRPC links `mtls`, front door auth `keys`" in markdown

@@ -351,6 +351,7 @@ def _serve_settings(serve: dict[str, Any]) -> str:
         f"{s['ids_per_request']} sample id(s) per request" if "ids_per_request" in s else "",
         f"defense `{s['defense']}`" if "defense" in s else "",
         f"{s['warmup']} uncounted warm-up requests per level" if "warmup" in s else "",
+        f"gRPC links `{s['tls']}`, front door auth `{s['auth']}`" if "tls" in s and "auth" in s else "",
     ]
     text = "; ".join(p for p in parts if p)
     return f"`POST /v1/predict` on the fusion center's HTTP front door: {text}." if text else ""

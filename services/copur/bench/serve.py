@@ -461,6 +461,7 @@ def serve_command(
     runs: list[dict[str, Any]] = []
     rss_by_mode: dict[str, dict[str, float]] = {}
     machine: dict[str, Any] = {}
+    security: dict[str, str] = {}
     if not up:
         assert url is not None
         key = api_key or os.environ.get("COPUR_API_KEY")
@@ -477,7 +478,9 @@ def serve_command(
             for mode in modes:
                 path = _bench_topology(Path(config), mode == "on", Path(tmp))
                 logs = (log_dir or Path(tmp) / "logs") / f"batching-{mode}"
-                cluster = Cluster(load_topology(path), config_path=path, log_dir=logs)
+                topology = load_topology(path)
+                security = {"tls": topology.tls.mode, "auth": topology.auth.mode}
+                cluster = Cluster(topology, config_path=path, log_dir=logs)
                 echo(f"starting the cluster with batching {mode} (logs in {logs}/)")
                 try:
                     cluster.start(start_timeout)
@@ -499,7 +502,7 @@ def serve_command(
             rss[name] = max(rss.get(name, 0.0), mb)
     report = {
         "machine": machine,
-        "settings": {**kwargs, "concurrency": list(concurrency), "batching": batching, "up": up},
+        "settings": {**kwargs, "concurrency": list(concurrency), "batching": batching, "up": up, **security},
         "runs": runs,
         "rss_peak_mb": rss,
         "rss_peak_mb_by_batching": rss_by_mode,
