@@ -18,7 +18,7 @@ from copur.v1 import party_pb2, party_pb2_grpc
 
 __all__ = ["NAMES", "call_info", "free_port", "make_certs", "tiny_party", "without_client_cert"]
 
-NAMES = ["party-0", "party-1", "party-2", "adversary-1", "fusion", "client"]
+NAMES = ["party-0", "party-1", "party-2", "adversary-1", "adversary-2", "fusion", "client"]
 _LOCAL_POOL = ("grpc.use_local_subchannel_pool", 1)  # no connection shared between the tests' channels
 
 

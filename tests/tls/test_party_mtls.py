@@ -124,3 +124,29 @@ def test_plaintext_party_still_serves_in_process(certs: Path) -> None:
 
     # Assert
     assert index == 1
+
+
+@pytest.mark.parametrize("caller", ["fusion", "adversary-2", "party-2"])
+def test_serves_the_fusion_its_adversary_slot_and_itself(party: PartyApp, certs: Path, caller: str) -> None:
+    # Prepare
+    identity = load_identity(certs, caller)
+
+    # Execute
+    index = call_info(f"127.0.0.1:{party.port}", identity.channel_credentials(), server_name="party-2")
+
+    # Assert
+    assert index == 2
+
+
+@pytest.mark.parametrize("caller", ["party-1", "adversary-1", "client"])
+def test_refuses_other_services_of_the_same_ca(party: PartyApp, certs: Path, caller: str) -> None:
+    # Prepare: a valid certificate from the cluster's CA, but for another service
+    identity = load_identity(certs, caller)
+
+    # Execute
+    with pytest.raises(grpc.RpcError) as info:
+        call_info(f"127.0.0.1:{party.port}", identity.channel_credentials(), server_name="party-2")
+
+    # Assert
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert f"not {caller}" in (info.value.details() or "")

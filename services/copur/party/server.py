@@ -17,17 +17,40 @@ from copur.serde import array_from_proto, embed_response, party_info_to_proto
 from copur.tls.credentials import TlsIdentity, add_port
 from copur.v1 import party_pb2, party_pb2_grpc
 
-__all__ = ["PartyApp", "PartyServicer", "serve_party"]
+__all__ = ["PartyApp", "PartyServicer", "party_callers", "peer_service", "serve_party"]
 
 log = logging.getLogger("copur.party")
 SERVICE = party_pb2.DESCRIPTOR.services_by_name["PartyService"].full_name
 
 
+def peer_service(context: grpc.ServicerContext) -> str | None:
+    """The service name (certificate common name) an mTLS caller presented; None over plaintext."""
+    names = context.auth_context().get("x509_common_name") or []
+    return names[0].decode() if names else None
+
+
 class PartyServicer(party_pb2_grpc.PartyServiceServicer):
-    def __init__(self, core: PartyCore) -> None:
+    """Party ``core``'s calls. With ``callers`` (mTLS), only those services may call: the fusion center,
+    this party's own adversary slot and itself; another party holding a valid certificate from the same CA
+    is refused (PERMISSION_DENIED), so no party can harvest another's embeddings."""
+
+    def __init__(self, core: PartyCore, callers: frozenset[str] | None = None) -> None:
         self.core = core
+        self.callers = callers
+
+    def _admit(self, context: grpc.ServicerContext) -> None:
+        if self.callers is None:
+            return
+        peer = peer_service(context)
+        if peer not in self.callers:
+            allowed = ", ".join(sorted(self.callers))
+            who = peer or "an unnamed caller"
+            context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, f"party {self.core.info.index} serves {allowed} only, not {who}"
+            )
 
     def Embed(self, request: party_pb2.EmbedRequest, context: grpc.ServicerContext) -> party_pb2.EmbedResponse:
+        self._admit(context)
         try:
             return embed_response(self.core.embed_ids(list(request.sample_ids)), self.core.info.index)
         except CopurError as exc:
@@ -36,6 +59,7 @@ class PartyServicer(party_pb2_grpc.PartyServiceServicer):
     def EmbedFeatures(
         self, request: party_pb2.EmbedFeaturesRequest, context: grpc.ServicerContext
     ) -> party_pb2.EmbedResponse:
+        self._admit(context)
         try:
             x = array_from_proto(request.features, what="features")
             return embed_response(self.core.embed_features(x), self.core.info.index)
@@ -43,7 +67,13 @@ class PartyServicer(party_pb2_grpc.PartyServiceServicer):
             abort_with(context, exc)
 
     def Info(self, request: party_pb2.InfoRequest, context: grpc.ServicerContext) -> party_pb2.PartyInfo:
+        self._admit(context)
         return party_info_to_proto(self.core.info)
+
+
+def party_callers(index: int) -> frozenset[str]:
+    """Who may call party ``index`` under mTLS: the fusion center, its adversary slot, itself (probes)."""
+    return frozenset({"fusion", f"adversary-{index}", f"party-{index}"})
 
 
 class PartyApp:
@@ -58,7 +88,8 @@ class PartyApp:
         self.core = core
         self.tls = tls
         self.server, self.health = make_server(service_names=[SERVICE])
-        party_pb2_grpc.add_PartyServiceServicer_to_server(PartyServicer(core), self.server)
+        callers = party_callers(core.info.index) if tls is not None else None
+        party_pb2_grpc.add_PartyServiceServicer_to_server(PartyServicer(core, callers), self.server)
         self.port = add_port(self.server, f"{host}:{port}", tls)
         if self.port == 0:
             raise CopurError(f"party {core.info.index}: cannot bind {host}:{port}")
