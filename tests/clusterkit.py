@@ -1,10 +1,11 @@
 """Real clusters for the tests that launch processes: the shipped topology (``deploy/cluster.yaml``) with the
-test's bundle, free loopback ports and the test's fusion settings. Where the topology has ``tls`` / ``auth``
-sections they are set to plaintext gRPC and no API keys, which the topology allows on loopback only: these
+test's bundle, free loopback ports and the test's fusion settings, with plaintext gRPC and no API keys,
+which the topology allows on loopback only: these
 tests exercise faults and load, not the security layer (tested on its own)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Iterator, Mapping
@@ -15,9 +16,9 @@ from typing import Any
 import yaml
 
 from copur.launcher import Cluster
-from copur.topology import Topology, load_topology
+from copur.topology import load_topology
 
-__all__ = ["DEPLOYED", "free_ports", "running_cluster", "start_cluster", "wait_for", "write_topology"]
+__all__ = ["DEPLOYED", "alive", "free_ports", "running_cluster", "start_cluster", "wait_for", "write_topology"]
 
 DEPLOYED = Path(__file__).resolve().parents[1] / "deploy" / "cluster.yaml"
 START_TIMEOUT_S = 240.0  # every process imports torch; on a busy 2-core machine that takes a while
@@ -35,6 +36,18 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (exited, not yet reaped) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+
+
 def write_topology(folder: Path, bundle: Path, *, fusion: Mapping[str, Any] | None = None) -> Path:
     """``folder/cluster.yaml``: deploy/cluster.yaml with ``bundle``, fresh loopback ports, the adversaries'
     policy ``none``, ``fusion`` overriding the fusion section, plaintext gRPC and no API keys."""
@@ -46,10 +59,7 @@ def write_topology(folder: Path, bundle: Path, *, fusion: Mapping[str, Any] | No
     raw["parties"] = [dict(p, port=next(ports)) for p in raw["parties"]]
     raw["adversaries"] = [dict(a, port=next(ports), control_port=next(ports), policy="none") for a in adversaries]
     raw["fusion"] = {**(raw.get("fusion") or {}), "http_port": next(ports), "grpc_port": next(ports), **(fusion or {})}
-    if "tls" in Topology.model_fields:
-        raw["tls"] = {"mode": "plaintext"}
-    if "auth" in Topology.model_fields:
-        raw["auth"] = {"mode": "none"}
+    raw["tls"], raw["auth"] = {"mode": "plaintext"}, {"mode": "none"}
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "cluster.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))

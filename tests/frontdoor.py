@@ -5,7 +5,6 @@ topology's ``auth``) on its own event loop in a thread, plaintext gRPC on loopba
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,11 +14,12 @@ from pathlib import Path
 
 import httpx
 
+from clusterkit import free_ports
 from copur.fusion import run_fusion
 from copur.party import PartyApp, PartyCore
 from copur.topology import Topology
 
-__all__ = ["FrontDoor", "free_ports", "serve_front_door"]
+__all__ = ["FrontDoor", "serve_front_door"]
 
 
 @dataclass(frozen=True)
@@ -27,16 +27,6 @@ class FrontDoor:
     url: str
     grpc: str
     topology: Topology
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [int(s.getsockname()[1]) for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 @contextmanager

@@ -190,18 +190,9 @@ class Cluster:
                 raise ClusterError(f"not ready after {timeout:.0f} s: {', '.join(sorted(pending))}")
             time.sleep(0.2)
 
-    def bound_ports(self) -> dict[int, str]:
-        """Every port the topology's processes listen on, with what listens there."""
-        t = self.topology
-        ports = {p.port: f"party {p.index}" for p in t.parties}
-        for a in t.adversaries:
-            ports[a.port], ports[a.control_port] = f"adversary {a.party}", f"adversary {a.party} control"
-        ports[t.fusion.http_port], ports[t.fusion.grpc_port] = "fusion HTTP", "fusion gRPC"
-        return ports
-
     def check_ports_free(self) -> None:
         """Refuse to start when a port is taken: readiness probes would otherwise talk to whatever holds it."""
-        for port, what in sorted(self.bound_ports().items()):
+        for port, what in sorted(self.topology.listeners()):
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers: TIME_WAIT is fine
                 try:

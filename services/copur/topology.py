@@ -126,8 +126,7 @@ class Topology(_Strict):
         indices = sorted(p.index for p in self.parties)
         if indices != list(range(len(indices))):
             raise ValueError(f"party indices must be 0..{len(indices) - 1} once each, got {indices}")
-        ports = [p.port for p in self.parties] + [self.fusion.http_port, self.fusion.grpc_port]
-        ports += [a.port for a in self.adversaries] + [a.control_port for a in self.adversaries]
+        ports = [port for port, _ in self.listeners()]
         dup = sorted({p for p in ports if ports.count(p) > 1})
         if dup:
             raise ValueError(f"port {dup[0]} is used twice")
@@ -159,6 +158,13 @@ class Topology(_Strict):
         if adv is None:
             return self.party_address(index)
         return f"{self.host(service_name('adversary', index))}:{adv.port}"
+
+    def listeners(self) -> list[tuple[int, str]]:
+        """Every port the topology's processes listen on, with what listens there."""
+        ports = [(p.port, f"party {p.index}") for p in self.parties]
+        for a in self.adversaries:
+            ports += [(a.port, f"adversary {a.party}"), (a.control_port, f"adversary {a.party} control")]
+        return [*ports, (self.fusion.http_port, "fusion HTTP"), (self.fusion.grpc_port, "fusion gRPC")]
 
     def fusion_peer(self, index: int) -> str:
         """The service the fusion center reaches for party ``index`` (``adversary-i`` or ``party-i``): the

@@ -21,6 +21,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from clusterkit import free_ports
 from copur.serde import Certificate, Prediction, predict_request_from_proto, predictions_to_proto
 from copur.v1 import fusion_pb2_grpc
 from copur_client import (
@@ -79,12 +80,6 @@ class StubState:
 
     def answer(self, ids: list[int], defense: str | None, certify: bool) -> list[Prediction]:
         return [expected_prediction(i, defense or "copur", certify) for i in ids]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def stub_http_app(state: StubState) -> FastAPI:
@@ -311,7 +306,7 @@ def test_4xx_is_not_retried(stub: tuple[StubState, str, str], no_sleep: list[flo
 
 def test_connection_refused_is_unavailable_after_retries(no_sleep: list[float]) -> None:
     # Prepare: a port nothing listens on
-    url = f"http://127.0.0.1:{free_port()}"
+    url = f"http://127.0.0.1:{free_ports(1)[0]}"
     # Execute
     with FusionClient(url, retries=2, backoff_s=0.01) as client, pytest.raises(Unavailable) as info:
         client.predict([1])
@@ -386,7 +381,7 @@ def test_grpc_deadline_is_a_timeout_and_refusal_is_unavailable(stub: tuple[StubS
     # Execute / Assert
     with GrpcFusionClient(target, timeout=0.1) as client, pytest.raises(Timeout, match="DEADLINE_EXCEEDED"):
         client.predict([1])
-    with GrpcFusionClient(f"127.0.0.1:{free_port()}", timeout=2) as client, pytest.raises(Unavailable):
+    with GrpcFusionClient(f"127.0.0.1:{free_ports(1)[0]}", timeout=2) as client, pytest.raises(Unavailable):
         client.predict([1])
 
 
@@ -455,7 +450,7 @@ def test_predict_command_failure_is_exit_2_and_one_line(stub: tuple[StubState, s
     state.script = [(404, "unknown sample ids: [99999]")]
     # Execute
     code, text = predict_command(url, [99999], None, False, False, None)
-    refused_code, refused = predict_command(f"http://127.0.0.1:{free_port()}", [1], None, False, True, None)
+    refused_code, refused = predict_command(f"http://127.0.0.1:{free_ports(1)[0]}", [1], None, False, True, None)
     # Assert
     assert code == 2
     assert text.startswith("error: ") and "\n" not in text

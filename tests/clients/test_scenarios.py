@@ -5,8 +5,6 @@ the offline engine's numbers, flag the liar, and write a self-contained report."
 from __future__ import annotations
 
 import json
-import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from clusterkit import alive, free_ports
 from copur.attacks import AttackContext, make_attack
 from copur.bundle import load_bundle
 from copur.data import load_dataset
@@ -155,33 +154,12 @@ def test_runtime_checks_name_the_step(tmp_path: Path, mfeat_bundle_dir: Path) ->
 # -- against a local cluster ---------------------------------------------------------------------------
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie counts as gone
-        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def cluster(mfeat_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory, cluster_tls: Path) -> Iterator[Cluster]:
     """deploy/cluster-scenarios.yaml on free ports: 6 parties, an adversary in front of each, the fusion center;
     its mTLS key pairs from ``cluster_tls`` (COPUR_TLS_DIR overrides the template's tls.dir)."""
     template = yaml.safe_load((ROOT / "deploy" / "cluster-scenarios.yaml").read_text())
-    ports = _free_ports(20)
+    ports = free_ports(20)
     topology = {
         **template,
         "bundle": str(mfeat_bundle_dir),
@@ -200,7 +178,7 @@ def cluster(mfeat_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory, cl
         yield running
     finally:
         running.stop()
-    assert [p for p in pids if _alive(p)] == []
+    assert [p for p in pids if alive(p)] == []
 
 
 def _run(name: str, cluster: Cluster, bundle: Path, out: Path) -> dict:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import pytest
 import torch
 import yaml
 
+from clusterkit import alive, free_ports
 from copur.attacks import AttackContext, make_attack
 from copur.auth import dev_key
 from copur.bundle import load_bundle
@@ -34,27 +34,6 @@ from copur.topology import load_topology
 from copur.v1 import fusion_pb2_grpc
 
 IDS = list(range(0, 2000, 25))  # 80 samples spread over the data set
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie of ours counts as gone
-        return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") < 0
-    except FileNotFoundError:
-        return False
 
 
 class Running:
@@ -78,7 +57,7 @@ class Running:
 
 @pytest.fixture(scope="module")
 def running(mfeat_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory, cluster_tls: Path) -> Iterator[Running]:
-    ports = _free_ports(10)
+    ports = free_ports(10)
     topology = {
         "bundle": str(mfeat_bundle_dir),
         "parties": [{"index": i, "port": ports[i]} for i in range(6)],
@@ -113,7 +92,7 @@ def running(mfeat_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory, cl
     proc.wait(30)
     assert down.returncode == 0, down.stderr
     time.sleep(0.5)
-    assert [p for p in [*pids, proc.pid] if _alive(p)] == []
+    assert [p for p in [*pids, proc.pid] if alive(p)] == []
     stderr = proc.stderr.read() if proc.stderr else ""
     for name in run.killed:
         assert f"process {name} exited" in stderr, stderr

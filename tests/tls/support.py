@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import grpc
@@ -16,7 +15,7 @@ from copur.tls.certs import write_certs
 from copur.tls.credentials import TlsIdentity
 from copur.v1 import party_pb2, party_pb2_grpc
 
-__all__ = ["NAMES", "call_info", "free_port", "make_certs", "tiny_party", "without_client_cert"]
+__all__ = ["NAMES", "call_info", "make_certs", "tiny_party", "without_client_cert"]
 
 NAMES = ["party-0", "party-1", "party-2", "adversary-1", "adversary-2", "fusion", "client"]
 _LOCAL_POOL = ("grpc.use_local_subchannel_pool", 1)  # no connection shared between the tests' channels
@@ -26,12 +25,6 @@ def make_certs(directory: Path) -> Path:
     """A CA and the key pairs of :data:`NAMES` in ``directory``."""
     write_certs(directory, NAMES)
     return directory
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def tiny_party(index: int, *, tls: TlsIdentity | None, port: int = 0) -> PartyApp:

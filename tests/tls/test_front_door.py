@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from clusterkit import free_ports
 from copur.cli import app
 from copur.fusion.grpc_api import create_grpc_server, mark_serving
 from copur.serde import Prediction
 from copur.tls.credentials import load_identity
 from copur_client import CopurClientError, GrpcFusionClient, GrpcTls, Unavailable, predict_command
-from tls.support import free_port
 
 PLAINTEXT = ["--tls-mode", "plaintext"]
 
@@ -167,7 +167,7 @@ def test_cli_party_without_its_key_pair_fails_before_loading_anything(tmp_path: 
     # Execute
     result = CliRunner().invoke(
         app,
-        ["party", "--bundle", str(tmp_path / "none"), "--party", "3", "--port", str(free_port())],
+        ["party", "--bundle", str(tmp_path / "none"), "--party", "3", "--port", str(free_ports(1)[0])],
         env={"COPUR_TLS_DIR": str(folder)},
     )
 
@@ -181,7 +181,9 @@ def test_cli_party_without_its_key_pair_fails_before_loading_anything(tmp_path: 
 def test_cli_adversary_under_mtls_needs_its_party_index(tmp_path: Path) -> None:
     # Execute
     result = CliRunner().invoke(
-        app, ["adversary", "--upstream", "127.0.0.1:1", "--port", str(free_port()), "--bundle", str(tmp_path)], env={}
+        app,
+        ["adversary", "--upstream", "127.0.0.1:1", "--port", str(free_ports(1)[0]), "--bundle", str(tmp_path)],
+        env={},
     )
 
     # Assert
