@@ -9,6 +9,8 @@ Layout::
     head_ae.safetensors      stage-3 head (on AE outputs)
     split.safetensors        train (fitted) / validation (calibration) / test sample ids
     calibration.json         per-party block scales and flag thresholds (written after training)
+    bank.safetensors         the consistency bank: clean embeddings and labels of training samples, which the
+                             default purifier compares received blocks with (written with the calibration)
 
 Loading verifies every file it reads against the manifest and refuses a tampered or incomplete
 bundle with a :class:`BundleError` naming the file. A party loads only the manifest and its own file.
@@ -48,12 +50,14 @@ __all__ = [
     "read_calibration",
     "read_manifest",
     "save_bundle",
+    "write_bank",
     "write_calibration",
 ]
 
 BUNDLE_FORMAT: Final = "copur-bundle/1"
 MANIFEST = "manifest.json"
 CALIBRATION = "calibration.json"
+BANK = "bank.safetensors"
 
 
 class Manifest(BaseModel):
@@ -99,6 +103,8 @@ class Bundle:
     val_ids: np.ndarray
     test_ids: np.ndarray
     calibration: dict[str, Any] | None
+    #: the consistency bank ``{"rows": (N, M*e), "labels": (N,)}``, or None before calibration
+    bank: dict[str, torch.Tensor] | None = None
 
 
 def _sha256(data: bytes) -> str:
@@ -150,6 +156,7 @@ def save_bundle(
         files=files,
     )
     (folder / CALIBRATION).unlink(missing_ok=True)
+    (folder / BANK).unlink(missing_ok=True)
     _write_manifest(folder, manifest)
     return manifest
 
@@ -245,7 +252,29 @@ def load_bundle(path: str | Path, *, device: torch.device | str = "cpu") -> Bund
         val_ids=split["val_ids"].numpy(),
         test_ids=split["test_ids"].numpy(),
         calibration=read_calibration(folder, manifest),
+        bank=_read_bank(folder, manifest, device),
     )
+
+
+def _read_bank(folder: Path, manifest: Manifest, device: torch.device | str) -> dict[str, torch.Tensor] | None:
+    if BANK not in manifest.files:
+        return None
+    bank = _read_verified(folder, manifest, BANK)
+    width = manifest.num_parties * int(manifest.model["emb_dim"])
+    rows, labels = bank.get("rows"), bank.get("labels")
+    if rows is None or labels is None or rows.dim() != 2 or rows.shape[1] != width or labels.shape != rows.shape[:1]:
+        raise BundleError(f"bundle {folder}: {BANK} does not fit the shapes in the manifest")
+    return {"rows": rows.to(device), "labels": labels.to(device)}
+
+
+def write_bank(path: str | Path, rows: torch.Tensor, labels: torch.Tensor) -> None:
+    """Store the consistency bank (clean embeddings (N, M*e) and labels (N,)) and record its sha256."""
+    folder = Path(path)
+    manifest = read_manifest(folder)
+    raw = st_save({"rows": rows.detach().cpu().contiguous(), "labels": labels.detach().cpu().contiguous()})
+    (folder / BANK).write_bytes(raw)
+    manifest.files[BANK] = _sha256(raw)
+    _write_manifest(folder, manifest)
 
 
 def write_calibration(path: str | Path, calibration: dict[str, Any]) -> None:

@@ -6,8 +6,8 @@ import torch
 from copur.defenses import Engine
 from copur.models import AutoEncoder
 from copur.purify import ReferencePurifier, RobustPurifier, block_scales, flag_thresholds
+from copur.purify.decode import adam_descent
 from copur.purify.fastgrad import LeakyMLP, block_grad
-from copur.purify.robust import adam_descent
 
 M = 6
 

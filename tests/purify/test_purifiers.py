@@ -31,12 +31,13 @@ def test_copur_on_clean_input_is_close_to_the_ae_output(engine: Engine, test_bat
     assert float(purified.flagged.float().mean()) < 0.02
 
 
+@pytest.mark.parametrize("name", ["copur", "copur-l21"])
 @pytest.mark.parametrize("party", range(M))
-def test_copur_recovers_from_one_flipped_party_and_flags_it(engine: Engine, test_batch, party: int) -> None:
+def test_copur_recovers_from_one_flipped_party_and_flags_it(engine: Engine, test_batch, party: int, name: str) -> None:
     h, y = test_batch
     full = torch.ones(len(h), M, dtype=torch.bool)
 
-    purified = engine.purifier("copur").purify(_flip(h, party), full)
+    purified = engine.purifier(name).purify(_flip(h, party), full)
 
     accuracy = (engine.models.head_ae(purified.h).argmax(1) == y).float().mean()
     assert float(accuracy) >= 0.9
@@ -61,13 +62,14 @@ def test_unobserved_blocks_have_no_influence(engine: Engine, test_batch, name: s
     assert torch.all(a.scores[:, 3] == 0) and not a.flagged[:, 3].any()
 
 
-def test_copur_rows_are_independent_of_the_batch(engine: Engine, test_batch) -> None:
+@pytest.mark.parametrize("name", sorted(PURIFIERS))
+def test_copur_rows_are_independent_of_the_batch(engine: Engine, test_batch, name: str) -> None:
     h, _ = test_batch
     h = _flip(h[:8], 2)
     full = torch.ones(len(h), M, dtype=torch.bool)
 
-    batched = engine.purifier("copur").purify(h, full).h
-    single = torch.cat([engine.purifier("copur").purify(h[i : i + 1], full[:1]).h for i in range(len(h))])
+    batched = engine.purifier(name).purify(h, full).h
+    single = torch.cat([engine.purifier(name).purify(h[i : i + 1], full[:1]).h for i in range(len(h))])
 
     torch.testing.assert_close(batched, single, rtol=1e-4, atol=1e-4)
 
@@ -93,12 +95,13 @@ def test_reference_stops_early_per_sample(engine: Engine, test_batch) -> None:
     torch.testing.assert_close(out, expected)
 
 
-def test_differentiable_mode_passes_gradients_to_the_input(engine: Engine, test_batch) -> None:
+@pytest.mark.parametrize("name", sorted(PURIFIERS))
+def test_differentiable_mode_passes_gradients_to_the_input(engine: Engine, test_batch, name: str) -> None:
     h, _ = test_batch
     x = h[:4].clone().requires_grad_(True)
     full = torch.ones(4, M, dtype=torch.bool)
 
-    out = engine.purifier("copur").purify(x, full, differentiable=True).h
+    out = engine.purifier(name).purify(x, full, differentiable=True).h
     (grad,) = torch.autograd.grad(out.sum(), x)
 
     assert grad.abs().sum() > 0

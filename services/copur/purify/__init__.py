@@ -1,20 +1,26 @@
-"""Purifiers by name, built from a bundle's autoencoder and calibration."""
+"""Purifiers by name, built from a bundle's autoencoder, calibration and consistency bank.
+
+May import: ``copur.models``, ``copur.errors`` and its own modules (the science: no transport, no I/O).
+"""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import torch
 
 from copur.errors import ConfigError
 from copur.models import AutoEncoder
+from copur.purify.bank import Bank
 from copur.purify.base import Purified, Purifier
 from copur.purify.calibrate import block_scales, flag_thresholds
+from copur.purify.consensus import ConsensusConfig, ConsensusPurifier
 from copur.purify.reference import ReferenceConfig, ReferencePurifier
 from copur.purify.robust import RobustConfig, RobustPurifier
 
 __all__ = [
     "PURIFIERS",
+    "Bank",
+    "ConsensusConfig",
+    "ConsensusPurifier",
     "Purified",
     "Purifier",
     "ReferenceConfig",
@@ -26,8 +32,9 @@ __all__ = [
     "make_purifier",
 ]
 
-PURIFIERS: dict[str, Callable[..., Purifier]] = {
-    "copur": RobustPurifier,
+PURIFIERS: dict[str, type[Purifier]] = {
+    "copur": ConsensusPurifier,
+    "copur-l21": RobustPurifier,
     "copur-ref": ReferencePurifier,
 }
 
@@ -39,13 +46,19 @@ def make_purifier(
     num_parties: int,
     block_scale: torch.Tensor,
     threshold: torch.Tensor | None = None,
+    bank: Bank | None = None,
     **config: object,
 ) -> Purifier:
-    """Build the purifier ``name`` (``copur`` or ``copur-ref``)."""
+    """Build the purifier ``name`` (``copur``, ``copur-l21`` or ``copur-ref``)."""
     try:
         factory = PURIFIERS[name]
     except KeyError:
         raise ConfigError(f"unknown purifier '{name}' (known: {', '.join(sorted(PURIFIERS))})") from None
     return factory(
-        autoencoder=autoencoder, num_parties=num_parties, block_scale=block_scale, threshold=threshold, **config
+        autoencoder=autoencoder,
+        num_parties=num_parties,
+        block_scale=block_scale,
+        threshold=threshold,
+        bank=bank,
+        **config,
     )

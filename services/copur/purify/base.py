@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from copur.models import AutoEncoder
+from copur.purify.bank import Bank
 from copur.purify.blocks import block_norms, expand_blocks
 
 __all__ = ["Purified", "Purifier"]
@@ -17,9 +18,10 @@ __all__ = ["Purified", "Purifier"]
 class Purified:
     """A purifier's answer for a batch.
 
-    ``h``: (B, M*e) purified embedding; ``scores``: (B, M) per-party residual ||h_hat_i - h_i|| divided
-    by the party's typical clean block norm (0 for unobserved parties); ``flagged``: (B, M) parties whose
-    score exceeds the threshold calibrated on clean validation data.
+    ``h``: (B, M*e) purified embedding; ``scores``: (B, M) per-party anomaly scores, 0 for unobserved parties
+    (the residual ||h_hat_i - h_i|| divided by the party's typical clean block norm, unless the purifier
+    says otherwise); ``flagged``: (B, M) parties the purifier found lying: their score exceeds the threshold
+    calibrated on clean validation data (and, for purifiers that exclude blocks, the block was excluded).
     """
 
     h: torch.Tensor
@@ -28,9 +30,12 @@ class Purified:
 
 
 class Purifier(ABC):
-    """Owns a frozen autoencoder and the calibration (per-party block scale and flag threshold)."""
+    """Owns a frozen autoencoder and the calibration (per-party block scale and flag threshold, and the
+    consistency bank of clean training embeddings for purifiers that use it)."""
 
     name: str = ""
+    #: the flag threshold is ``flag_factor`` x a clean quantile of the scores; None: the calibration's factor
+    flag_factor: float | None = None
 
     def __init__(
         self,
@@ -39,6 +44,7 @@ class Purifier(ABC):
         num_parties: int,
         block_scale: torch.Tensor,
         threshold: torch.Tensor | None = None,
+        bank: Bank | None = None,
     ) -> None:
         self.ae = autoencoder.eval().requires_grad_(False)
         self.emb_dim = autoencoder.width // num_parties
@@ -46,6 +52,7 @@ class Purifier(ABC):
         device = next(autoencoder.parameters()).device
         self.block_scale = block_scale.to(device)
         self.threshold = threshold.to(device) if threshold is not None else None
+        self.bank = bank.to(device) if bank is not None else None
 
     @property
     def device(self) -> torch.device:
