@@ -54,6 +54,18 @@ def test_batch(mfeat_bundle: Bundle) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.fixture(scope="session")
+def donor_pool(mfeat_bundle: Bundle) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clean embeddings and labels of the training and validation samples: donors for mimicry."""
+    import numpy as np
+
+    data = load_dataset(mfeat_bundle.manifest.dataset_spec)
+    ids = np.concatenate([mfeat_bundle.train_ids, mfeat_bundle.val_ids])
+    with torch.no_grad():
+        h = mfeat_bundle.models.embed([torch.as_tensor(x) for x in data.party_rows(ids)])
+    return h, torch.as_tensor(data.labels[ids])
+
+
+@pytest.fixture(scope="session")
 def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`copur certs init` output for every service of deploy/cluster.yaml and deploy/cluster-scenarios.yaml
     (parties 0-5, adversaries 0-5, fusion, client): what `make demo` creates in runs/certs."""

@@ -20,7 +20,7 @@ def test_every_defense_answers_a_clean_batch_well(engine: Engine, test_batch, na
     assert float((out.labels == y).float().mean()) >= floor
 
 
-@pytest.mark.parametrize("name", ["copur", "copur+rs", "vote"])
+@pytest.mark.parametrize("name", ["copur", "copur-l21", "copur+rs", "vote"])
 def test_robust_defenses_survive_a_flipping_party(engine: Engine, test_batch, name: str) -> None:
     h, y = test_batch
     h = h.clone()
@@ -47,5 +47,29 @@ def test_vote_certificate_and_smoothing_radius(engine: Engine, test_batch) -> No
 
 
 def test_unknown_defense_lists_the_known_ones(engine: Engine) -> None:
-    with pytest.raises(ConfigError, match="unknown defense 'magic' \\(known: ae, copur"):
+    with pytest.raises(
+        ConfigError, match="unknown defense 'magic' \\(known: none, ae, rs, copur-ref, copur-l21, copur"
+    ):
         engine.defense("magic")
+
+
+@pytest.mark.parametrize("name", DEFENSES)
+def test_every_defense_offers_gradients_to_attacks(engine: Engine, test_batch, name: str) -> None:
+    h, _ = test_batch
+    x = h[:4].clone().requires_grad_(True)
+    full = torch.ones(len(x), M, dtype=torch.bool)
+
+    logits = engine.defense(name).logits(x, full)
+    grad = torch.autograd.grad(logits[:, 0].sum(), x)[0]
+
+    assert logits.shape == (4, 10) and torch.isfinite(grad).all() and float(grad.abs().sum()) > 0
+
+
+def test_a_bundle_without_its_consistency_bank_names_the_fix(mfeat_bundle) -> None:
+    import dataclasses
+
+    from copur.errors import BundleError
+
+    old = dataclasses.replace(mfeat_bundle, bank=None)
+    with pytest.raises(BundleError, match="run `copur calibrate"):
+        Engine(old).defense("copur").predict(torch.zeros(1, 96), torch.ones(1, M, dtype=torch.bool))

@@ -1,17 +1,23 @@
-"""Defenses by name behind one interface: ``none``, ``ae``, ``rs``, ``copur-ref``, ``copur``, ``copur+rs``, ``vote``.
+"""Defenses by name behind one interface: ``none``, ``ae``, ``rs``, ``copur-ref``, ``copur-l21``, ``copur``,
+``copur+rs``, ``vote``.
 
-An :class:`Engine` owns a bundle's networks, its calibration and a seeded generator on one device, and
-builds each defense once. Every defense maps a batch (h, observed) to a :class:`DefenseOutput`.
+An :class:`Engine` owns a bundle's networks, its calibration, its consistency bank and a seeded generator on
+one device, and builds each defense once. Every defense maps a batch (h, observed) to a
+:class:`DefenseOutput`, and offers differentiable ``logits`` for gradient attacks: exact where the defense is
+differentiable, a surrogate where it is not (expectation over the noise for smoothing, the voters' mean
+probabilities for the vote), so that no defense is evaluated only against attacks that cannot see it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
 from copur.bundle import Bundle
+from copur.calibration import bundle_bank
 from copur.certify import (
     ABSTAIN,
     SmoothingConfig,
@@ -25,10 +31,13 @@ from copur.certify import (
 )
 from copur.errors import BundleError, ConfigError
 from copur.models import FusionHead
-from copur.purify import Purifier, RobustConfig, make_purifier
-from copur.purify.blocks import expand_blocks
+from copur.purify import ConsensusConfig, Purifier, RobustConfig, make_purifier
+from copur.purify.blocks import block_norms, expand_blocks
 
-__all__ = ["DEFENSES", "Defense", "DefenseOutput", "Engine", "EngineConfig"]
+__all__ = ["DEFAULT_DEFENSE", "DEFENSES", "Defense", "DefenseOutput", "Engine", "EngineConfig"]
+
+#: the defense the fusion center, the demo and the report use unless told otherwise
+DEFAULT_DEFENSE = "copur"
 
 
 @dataclass(frozen=True)
@@ -49,10 +58,16 @@ class EngineConfig:
     predict_samples: int = 200
     vote_k: int = 2
     robust: RobustConfig = field(default_factory=RobustConfig)
+    consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
+    #: noise draws per gradient of a smoothing defense's surrogate logits (expectation over transformation)
+    eot_samples: int = 16
     seed: int = 0
 
 
 class Defense(ABC):
+    """A defense: ``predict`` answers a batch; ``logits`` are what gradient attacks differentiate (exact when
+    ``differentiable``, else a documented surrogate, or a ConfigError where there is none)."""
+
     name: str = ""
     differentiable: bool = False
 
@@ -106,13 +121,14 @@ class AEDefense(Defense):
 
     @torch.no_grad()
     def predict(self, h: torch.Tensor, observed: torch.Tensor, *, certify: bool = False) -> DefenseOutput:
-        out = self.engine.models.autoencoder(self.engine.mask(h, observed))
-        scores = self.engine.purifier("copur").scores(out, h, observed)
-        return self._plain(self.engine.models.head_ae(out), observed, scores)
+        eng = self.engine
+        out = eng.models.autoencoder(eng.mask(h, observed))
+        scores = block_norms(out - h, eng.num_parties) / eng.block_scale * observed
+        return self._plain(eng.models.head_ae(out), observed, scores)
 
 
 class PurifyDefense(Defense):
-    """Purify (``copur`` or ``copur-ref``), then the stage-3 head."""
+    """Purify (``copur``, ``copur-l21`` or ``copur-ref``), then the stage-3 head."""
 
     differentiable = True
 
@@ -137,6 +153,17 @@ class SmoothingDefense(Defense):
         self.purifier_name = purifier
         self.name = "rs" if purifier is None else f"{purifier}+rs"
         self.head: FusionHead = engine.models.head_vfl if purifier is None else engine.models.head_ae
+
+    def logits(self, h: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """Surrogate (EOT): log of the mean softmax of the head over ``eot_samples`` Gaussian draws."""
+        eng, sigma = self.engine, self.engine.config.smoothing.sigma
+        x = eng.mask(h, observed)
+        if self.purifier_name is not None:
+            x = eng.purifier(self.purifier_name).purify(h, observed, differentiable=True).h
+        n = eng.config.eot_samples
+        noise = torch.randn((n, *x.shape), generator=eng.generator, device=x.device, dtype=x.dtype)
+        probs = self.head(x.unsqueeze(0) + sigma * noise).softmax(dim=2).mean(dim=0)
+        return probs.clamp_min(1e-12).log()
 
     @torch.no_grad()
     def predict(self, h: torch.Tensor, observed: torch.Tensor, *, certify: bool = False) -> DefenseOutput:
@@ -177,19 +204,35 @@ class VoteDefense(Defense):
 
     name = "vote"
 
+    def _members(self, observed: torch.Tensor) -> tuple[torch.Tensor, int]:
+        m, k = observed.shape[1], min(self.engine.config.vote_k, observed.shape[1])
+        subsets = subset_voters(m, k)
+        member = torch.zeros(len(subsets), m, dtype=torch.bool, device=observed.device)
+        for row, s in enumerate(subsets):
+            member[row, list(s)] = True
+        return member, k
+
+    def _voter_logits(self, h: torch.Tensor, member: torch.Tensor, differentiable: bool) -> torch.Tensor:
+        """(B, V, C): voter S's head logits on the purifier's output from the parties in S only."""
+        b, (v, m) = len(h), member.shape
+        sees = member.unsqueeze(0).expand(b, v, m).reshape(b * v, m)
+        out = self.engine.voter_purifier().purify(h.repeat_interleave(v, dim=0), sees, differentiable=differentiable)
+        return self.engine.models.head_ae(out.h).view(b, v, -1)
+
+    def logits(self, h: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """Surrogate: log of the mean softmax of the complete voters (a differentiable count of the votes)."""
+        member, _ = self._members(observed)
+        complete = (member.unsqueeze(0) <= observed.unsqueeze(1)).all(dim=2).to(h.dtype)
+        probs = self._voter_logits(h, member, True).softmax(dim=2) * complete.unsqueeze(2)
+        return (probs.sum(dim=1) / complete.sum(dim=1, keepdim=True).clamp_min(1)).clamp_min(1e-12).log()
+
     @torch.no_grad()
     def predict(self, h: torch.Tensor, observed: torch.Tensor, *, certify: bool = False) -> DefenseOutput:
         eng = self.engine
-        m, k = observed.shape[1], min(eng.config.vote_k, observed.shape[1])
-        subsets = subset_voters(m, k)
-        member = torch.zeros(len(subsets), m, dtype=torch.bool, device=h.device)
-        for row, s in enumerate(subsets):
-            member[row, list(s)] = True
+        member, k = self._members(observed)
+        m, v = observed.shape[1], len(member)
         # Every voter of every sample in one batch: voter S sees only the parties in S.
-        b, v = len(h), len(subsets)
-        sees = member.unsqueeze(0).expand(b, v, m).reshape(b * v, m)
-        out = eng.voter_purifier().purify(h.repeat_interleave(v, dim=0), sees)
-        votes = eng.models.head_ae(out.h).argmax(dim=1).view(b, v)
+        votes = self._voter_logits(h, member, False).argmax(dim=2)
         complete = (member.unsqueeze(0) <= observed.unsqueeze(1)).all(dim=2)
         votes = torch.where(complete, votes, torch.full_like(votes, ABSTAIN))
         counts = tally(votes, eng.manifest_classes)
@@ -204,7 +247,18 @@ class VoteDefense(Defense):
         )
 
 
-DEFENSES = ("ae", "copur", "copur+rs", "copur-ref", "none", "rs", "vote")
+_BUILDERS: dict[str, Callable[[Engine], Defense]] = {
+    "none": NoDefense,
+    "ae": AEDefense,
+    "rs": lambda engine: SmoothingDefense(engine, purifier=None),
+    "copur-ref": lambda engine: PurifyDefense(engine, "copur-ref"),
+    "copur-l21": lambda engine: PurifyDefense(engine, "copur-l21"),
+    "copur": lambda engine: PurifyDefense(engine, "copur"),
+    "copur+rs": lambda engine: SmoothingDefense(engine, purifier=DEFAULT_DEFENSE),
+    "vote": VoteDefense,
+}
+#: every defense's name, in the order reports show them
+DEFENSES: tuple[str, ...] = tuple(_BUILDERS)
 
 
 class Engine:
@@ -220,6 +274,8 @@ class Engine:
         self.num_parties = bundle.manifest.num_parties
         self.emb_dim = bundle.manifest.model["emb_dim"]
         self.calibration = bundle.calibration
+        self.block_scale = torch.tensor(self.calibration["block_scale"], device=self.device)
+        self._bundle = bundle
         self.generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
         self._purifiers: dict[str, Purifier] = {}
         self._defenses: dict[str, Defense] = {}
@@ -228,43 +284,43 @@ class Engine:
         return h * expand_blocks(observed.to(h.dtype), self.emb_dim)
 
     def _make(self, name: str, threshold: list[float] | None, **config: object) -> Purifier:
-        scale = torch.tensor(self.calibration["block_scale"], device=self.device)
         thr = torch.tensor(threshold, device=self.device) if threshold is not None else None
+        bank = bundle_bank(self._bundle).to(self.device) if name == "copur" else None
         return make_purifier(
             name,
             autoencoder=self.models.autoencoder,
             num_parties=self.num_parties,
-            block_scale=scale,
+            block_scale=self.block_scale,
             threshold=thr,
+            bank=bank,
             **config,
         )
 
     def purifier(self, name: str) -> Purifier:
+        """The purifier ``name`` with the bundle's calibrated thresholds (built once)."""
         if name not in self._purifiers:
-            extra = {"config": self.config.robust} if name == "copur" else {}
-            self._purifiers[name] = self._make(name, self.calibration["thresholds"][name], **extra)
+            thresholds = self.calibration.get("thresholds", {})
+            if name not in thresholds:
+                raise BundleError(
+                    f"bundle {self._bundle.path} has no calibration for purifier '{name}' (calibrated by an older "
+                    f"version): run `copur calibrate {self._bundle.path}`"
+                )
+            configs: dict[str, object] = {"copur": self.config.consensus, "copur-l21": self.config.robust}
+            extra = {"config": configs[name]} if name in configs else {}
+            self._purifiers[name] = self._make(name, thresholds[name], **extra)
         return self._purifiers[name]
 
     def voter_purifier(self) -> Purifier:
         """Decode from the voter's own parties only: one start, no detection."""
         if "voter" not in self._purifiers:
             cfg = RobustConfig(start_hidden=0, detect=False, steps=self.config.robust.steps)
-            self._purifiers["voter"] = self._make("copur", None, config=cfg)
+            self._purifiers["voter"] = self._make("copur-l21", None, config=cfg)
         return self._purifiers["voter"]
 
     def defense(self, name: str) -> Defense:
         """The defense ``name``; unknown names are a ConfigError listing the known ones."""
         if name not in self._defenses:
-            builders = {
-                "none": lambda: NoDefense(self),
-                "ae": lambda: AEDefense(self),
-                "copur-ref": lambda: PurifyDefense(self, "copur-ref"),
-                "copur": lambda: PurifyDefense(self, "copur"),
-                "rs": lambda: SmoothingDefense(self, purifier=None),
-                "copur+rs": lambda: SmoothingDefense(self, purifier="copur"),
-                "vote": lambda: VoteDefense(self),
-            }
-            if name not in builders:
+            if name not in _BUILDERS:
                 raise ConfigError(f"unknown defense '{name}' (known: {', '.join(DEFENSES)})")
-            self._defenses[name] = builders[name]()
+            self._defenses[name] = _BUILDERS[name](self)
         return self._defenses[name]
