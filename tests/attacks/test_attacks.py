@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from copur.attacks import ATTACKS, AttackContext, make_attack
+from copur.attacks import ATTACKS, AttackContext, Verdict, make_attack
 from copur.defenses import Engine
 from copur.errors import ConfigError
 from copur.scenarios import PGD_STEP
@@ -9,14 +9,22 @@ from copur.scenarios import PGD_STEP
 M, E = 6, 16
 
 
-def _ctx(engine: Engine, y: torch.Tensor, h: torch.Tensor) -> AttackContext:
+def _ctx(engine: Engine, y: torch.Tensor, h: torch.Tensor, defense: str = "none") -> AttackContext:
+    answer = engine.defense(defense)
+
+    def query(x: torch.Tensor, observed: torch.Tensor) -> Verdict:
+        out = answer.predict(x, observed)
+        return Verdict(labels=out.labels, probs=out.probs, flagged=out.flagged)
+
     return AttackContext(
         num_parties=M,
         generator=torch.Generator().manual_seed(0),
         labels=y,
         target=(y + 1) % 10,
-        model=engine.defense("none").logits,
+        model=answer.logits,
+        query=query,
         pool=h.flip(0),
+        pool_labels=y.flip(0),
     )
 
 
@@ -26,7 +34,7 @@ def test_attacks_touch_only_the_attackers_blocks(engine: Engine, test_batch, nam
     h, y = test_batch
     h, y = h[:16], y[:16]
     full = torch.ones(len(h), M, dtype=torch.bool)
-    params = {"steps": 3} if name in ("pgd", "adaptive") else {}
+    params = {"steps": 3} if name in ("pgd", "adaptive", "lma", "evade") else {}
 
     hh, obs = make_attack(name, **params)(h, full, attackers, _ctx(engine, y, h))
 

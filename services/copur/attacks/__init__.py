@@ -1,25 +1,36 @@
-"""The attack library by name, shared by the evaluation grid and the adversary service."""
+"""The attack library by name, shared by the evaluation grid and the adversary service.
+
+May import: ``copur.errors``, ``copur.purify.blocks`` (block arithmetic) and its own modules: the science, no
+transport, no defense code (the defense under test reaches an attack through its context's callables).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from copur.attacks.base import Attack, AttackContext, Model, attacker_mask
-from copur.attacks.gradient import PGD, Adaptive
+from copur.attacks.base import Attack, AttackContext, Model, Query, Verdict, attacker_mask
+from copur.attacks.gradient import LMA, PGD, Adaptive, Evade
+from copur.attacks.mimic import SIA, Mimic
 from copur.attacks.simple import Drop, Flip, Noise, Replace, Zero
 from copur.errors import ConfigError
 
 __all__ = [
     "ATTACKS",
+    "LMA",
     "PGD",
+    "SIA",
     "Adaptive",
     "Attack",
     "AttackContext",
     "Drop",
+    "Evade",
     "Flip",
+    "Mimic",
     "Model",
     "Noise",
+    "Query",
     "Replace",
+    "Verdict",
     "Zero",
     "attacker_mask",
     "make_attack",
@@ -28,10 +39,14 @@ __all__ = [
 ATTACKS: dict[str, type[Attack]] = {
     "adaptive": Adaptive,
     "drop": Drop,
+    "evade": Evade,
     "flip": Flip,
+    "lma": LMA,
+    "mimic": Mimic,
     "noise": Noise,
     "pgd": PGD,
     "replace": Replace,
+    "sia": SIA,
     "zero": Zero,
 }
 
