@@ -72,3 +72,17 @@ def test_module_entry_point_prints_help() -> None:
     done = subprocess.run([sys.executable, "-m", "copur", "--help"], capture_output=True, text=True, check=True)
 
     assert "train" in done.stdout and "info" in done.stdout
+
+
+def test_adversary_help_and_policy_name_mimic_and_sia(tmp_path: Path) -> None:
+    args = ["adversary", "--upstream", "127.0.0.1:9", "--port", "0", "--bundle", str(tmp_path), "--party", "1"]
+    args += ["--tls-mode", "plaintext", "--auth-mode", "none"]
+
+    shown = runner.invoke(app, ["adversary", "--help"], env={"COLUMNS": "200"})
+    refused = runner.invoke(app, [*args, "--policy", "mimic"])
+
+    assert shown.exit_code == 0 and "mimic" in shown.output and "sia" in shown.output
+    assert "--data-dir" in shown.output
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert len(refused.output.strip().splitlines()) == 1
+    assert "--policy: params: attack 'mimic' needs exactly one of parameters 'donor'" in refused.output

@@ -32,12 +32,35 @@ def test_standard_grid_names_every_required_scenario() -> None:
 
 
 def test_quick_grid_report_has_the_documented_shape(mfeat_bundle: Bundle, tmp_path: Path) -> None:
-    config = EvalConfig(quick=True, max_samples=24, adaptive_samples=8, defenses=("none", "copur", "vote"))
+    config = EvalConfig(
+        quick=True,
+        max_samples=24,
+        adaptive_samples=8,
+        defenses=("none", "copur", "vote"),
+        suite_samples=12,
+        search=4,
+        suite_steps=3,
+        liars=(0, 1, 2),
+        max_sets={1: 2, 2: 1},
+    )
 
     report = run_grid(mfeat_bundle, config, progress=False)
     md = write_report(report, tmp_path / "eval", markdown_copy=tmp_path / "docs" / "RESULTS.md")
 
     saved = json.loads((tmp_path / "eval" / "results.json").read_text())
+    # The headline: worst of the suite per defense and t, the default named, the vote's floor on the same samples.
+    assert saved["default_defense"] == "copur"
+    assert set(saved["worst_of_suite"]) == {"none", "copur", "vote"}
+    copur = saved["worst_of_suite"]["copur"]
+    assert set(copur) == {"0", "1", "2"} and set(copur["1"]["groups"]) == {"p0", "p3"}
+    assert copur["1"]["worst"] == min(copur["1"]["groups"].values()) <= copur["1"]["mean"]
+    assert set(saved["suite"]["certified_accuracy"]) == {"0", "1", "2", "3"} and saved["suite"]["samples"] == 12
+    assert set(saved["per_attack"]) == {"copur"}
+    assert {a["attack"] for a in saved["suite"]["attacks"]} >= {"mimic", "sia", "evade", "lma"}
+    text = md.read_text()
+    assert text.index("## Headline: accuracy under the worst attack of the suite") < text.index("## Each attack alone")
+    assert "**`copur`** (default)" in text and "`vote` certified (provable floor" in text
+    assert (tmp_path / "eval" / "worst_of_suite.png").read_bytes()[:4] == b"\x89PNG"
     for rec in saved["results"]:
         assert {"scenario", "defense", "accuracy"} <= rec.keys()
         if rec["family"] == "pgd-targeted":
@@ -69,11 +92,40 @@ def test_cli_evaluate_and_its_errors(mfeat_bundle_dir: Path, tmp_path: Path) -> 
             "none",
             "--defense",
             "copur",
+            "--suite-samples",
+            "8",
+            "--search",
+            "2",
+            "--steps",
+            "2",
+            "--liars",
+            "0,1",
+            "--max-sets",
+            "1=2",
             "--no-progress",
         ],
     )
+    other = runner.invoke(
+        app,
+        [
+            *("evaluate", str(mfeat_bundle_dir), "--out", str(tmp_path / "f"), "--quick", "--samples", "8"),
+            *("--defense", "copur", "--no-suite", "--with", str(tmp_path / "e" / "results.json"), "--no-progress"),
+        ],
+    )
     bad = runner.invoke(app, ["evaluate", str(mfeat_bundle_dir), "--out", str(tmp_path / "e"), "--defense", "x"])
+    bad_sets = runner.invoke(app, ["evaluate", str(mfeat_bundle_dir), "--out", str(tmp_path / "e"), "--max-sets", "3"])
+    bad_with = runner.invoke(
+        app, ["evaluate", str(mfeat_bundle_dir), "--out", str(tmp_path / "e"), "--with", str(tmp_path / "nope.json")]
+    )
 
     assert ok.exit_code == 0, ok.output
-    assert (tmp_path / "e" / "results.md").is_file()
+    saved = json.loads((tmp_path / "e" / "results.json").read_text())
+    assert set(saved["worst_of_suite"]["copur"]) == {"0", "1"} and saved["suite"]["samples"] == 8
+    assert other.exit_code == 0, other.output
+    summary = (tmp_path / "f" / "results.md").read_text()
+    assert "## Other data sets (the same suite)" in summary and "worst_of_suite" not in json.loads(
+        (tmp_path / "f" / "results.json").read_text()
+    )
     assert bad.exit_code == 2 and "unknown defense 'x'" in bad.output
+    assert bad_sets.exit_code == 2 and "--max-sets takes T=N" in bad_sets.output
+    assert bad_with.exit_code == 2 and "nope.json: no such file" in bad_with.output

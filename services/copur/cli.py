@@ -167,15 +167,37 @@ def calibrate(
 def evaluate(
     bundle: Annotated[Path, typer.Argument(help="Model bundle directory (trained and calibrated).")],
     out: Annotated[Path, typer.Option(help="Directory for results.json, results.md and the plots.")],
-    quick: Annotated[bool, typer.Option(help="A small grid on 100 test samples (about a minute).")] = False,
+    quick: Annotated[bool, typer.Option(help="A small grid on 100 test samples and a small suite (minutes).")] = False,
     samples: Annotated[int | None, typer.Option(help="Evaluate on this many test samples (default: all).")] = None,
     defense: Annotated[list[str] | None, typer.Option(help="Defenses to run (repeat); default all.")] = None,
     markdown: Annotated[Path | None, typer.Option(help="Also write the markdown report here.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for sampling and random attacks.")] = 0,
+    suite: Annotated[bool, typer.Option(help="Measure the worst of the attack suite (the headline).")] = True,
+    suite_samples: Annotated[
+        int | None, typer.Option(help="Test samples the suite runs on (default 200; 48 with --quick).")
+    ] = None,
+    search: Annotated[
+        int | None, typer.Option(help="Candidates per query-based attack of the suite (default 32; 8 with --quick).")
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Steps per gradient attack of the suite (default 50; 10 with --quick).")
+    ] = None,
+    liars: Annotated[
+        str | None, typer.Option(help="Numbers of lying parties, comma-separated (default 0,1,2,3; 0,1,2 quick).")
+    ] = None,
+    max_sets: Annotated[
+        list[str] | None,
+        typer.Option(help="T=N: at most N attacker sets of t liars, spread evenly (repeat; default 3=5)."),
+    ] = None,
+    with_report: Annotated[
+        list[Path] | None,
+        typer.Option("--with", help="Another data set's results.json to summarise in the markdown (repeat)."),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto (cuda when present), cpu or cuda.")] = "auto",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Run the standard attack grid against every defense and write the robustness report."""
+    """Measure every defense under the worst attack of the suite (per sample, every attacker set of t parties)
+    beside the vote's certified floor, run the per-attack grid, and write the robustness report."""
 
     def run() -> None:
         from copur.bundle import load_bundle
@@ -187,16 +209,68 @@ def evaluate(
         unknown = [d for d in defense or () if d not in DEFENSES]
         if unknown:
             raise ConfigError(f"unknown defense '{unknown[0]}' (known: {', '.join(DEFENSES)})")
-        config = EvalConfig(quick=quick, max_samples=samples, seed=seed, defenses=tuple(defense or DEFENSES))
+        others = [_read_report(path) for path in with_report or ()]
+        config = EvalConfig(
+            quick=quick,
+            max_samples=samples,
+            seed=seed,
+            defenses=tuple(defense or DEFENSES),
+            suite=suite,
+            suite_samples=suite_samples if suite_samples is not None else (48 if quick else 200),
+            search=search if search is not None else (8 if quick else 32),
+            suite_steps=steps if steps is not None else (10 if quick else 50),
+            liars=_int_list("--liars", liars) if liars else ((0, 1, 2) if quick else (0, 1, 2, 3)),
+            max_sets=_max_sets(max_sets) if max_sets else ({2: 3} if quick else {3: 5}),
+        )
         report = run_grid(load_bundle(bundle), config, device=resolve_device(device), progress=progress)
-        argv = ["copur", "evaluate", str(bundle), "--out", str(out), *(["--quick"] if quick else [])]
-        argv += [*(["--samples", str(samples)] if samples is not None else []), "--seed", str(seed)]
-        argv += [a for d in defense or () for a in ("--defense", d)]
-        report["command"] = shlex.join(argv + (["--markdown", str(markdown)] if markdown else []))
-        md = write_report(report, out, markdown_copy=markdown)
+        report["command"] = shlex.join(_argv(sys.argv, "evaluate"))
+        md = write_report(report, out, markdown_copy=markdown, others=others)
         typer.echo(f"report written to {md}")
 
     _guard(run)
+
+
+def _argv(argv: list[str], command: str) -> list[str]:
+    """The command line as typed, from the subcommand on, behind ``copur``."""
+    rest = argv[argv.index(command) :] if command in argv else [command]
+    return ["copur", *rest]
+
+
+def _int_list(option: str, text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{option} must be comma-separated integers, got {text!r}") from None
+    if any(v < 0 for v in values):
+        raise ConfigError(f"{option} must be >= 0, got {text!r}")
+    return values
+
+
+def _max_sets(items: list[str]) -> dict[int, int]:
+    out = {}
+    for item in items:
+        t, sep, n = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--max-sets takes T=N (e.g. 3=5), got {item!r}")
+        key, value = _int_list("--max-sets", f"{t},{n}")
+        if value < 1:
+            raise ConfigError(f"--max-sets needs at least one set, got {item!r}")
+        out[key] = value
+    return out
+
+
+def _read_report(path: Path) -> dict[str, Any]:
+    """Another data set's ``results.json`` (with the suite); ``source``: its results.md beside it."""
+    try:
+        report = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"--with {path}: no such file (run `copur evaluate` for that bundle first)") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--with {path}: not a JSON file ({exc.msg})") from None
+    if not isinstance(report, dict) or "worst_of_suite" not in report:
+        raise ConfigError(f"--with {path}: not an evaluation report with the worst of the suite")
+    report["source"] = str(path.parent / "results.md")
+    return report
 
 
 @app.command()
@@ -228,15 +302,26 @@ def party(
 def adversary(
     upstream: Annotated[str, typer.Option(help="HOST:PORT of the real party it sits in front of.")],
     port: Annotated[int, typer.Option(help="gRPC port (the party protocol).")],
-    bundle: Annotated[Path, typer.Option(help="Model bundle (head, AE and calibration for pgd/adaptive).")],
+    bundle: Annotated[
+        Path,
+        typer.Option(help="Model bundle (head, AE and calibration for pgd/adaptive/sia; split for donors)."),
+    ],
     control_port: Annotated[int, typer.Option(help="HTTP control port (PUT/GET /v1/policy).")] = 8091,
     party: Annotated[
         int | None, typer.Option(help="Index of the party it impersonates (default: ask upstream).")
     ] = None,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     policy: Annotated[
-        str, typer.Option(help="Initial attack: none, flip, noise, replace, zero, drop, pgd, adaptive.")
+        str,
+        typer.Option(
+            help="Initial attack, without parameters: none, flip, noise, replace, zero, drop, pgd, adaptive, sia "
+            "(runner-up, against a local simulation of the fusion center). mimic needs a donor (a sample id or "
+            "a class): put it in force with PUT /v1/policy."
+        ),
     ] = "none",
+    data_dir: Annotated[
+        str | None, typer.Option(help="Override the data set's directory (its labels pick mimic/sia donors).")
+    ] = None,
     tls_mode: Annotated[str, typer.Option(envvar="COPUR_TLS_MODE", help=TLS_MODE_HELP)] = "mtls",
     tls_dir: Annotated[Path, typer.Option(envvar="COPUR_TLS_DIR", help=TLS_DIR_HELP)] = Path("runs/certs"),
     auth_mode: Annotated[
@@ -247,12 +332,16 @@ def adversary(
     ] = Path("runs/certs/api-keys.json"),
 ) -> None:
     """Serve a compromised party: forward to the real one, corrupt its answers by a policy switched live
-    (mTLS as adversary-<party> on both sides; the upstream must present party-<party>'s certificate)."""
+    (mTLS as adversary-<party> on both sides; the upstream must present party-<party>'s certificate).
+    mimic sends the party's own blocks of a donor sample (by id, or the lowest validation id of a class,
+    fetched from the upstream): two adversaries given the same donor collude. sia aims at the runner-up
+    class of a local simulation of the copur defense."""
 
     def run() -> None:
         from pydantic import ValidationError
 
         from copur.adversary import Policy, serve_adversary
+        from copur.adversary.policy import policy_error
         from copur.auth.guard import load_authenticator
         from copur.tls.credentials import process_identity
         from copur.topology import service_name
@@ -264,7 +353,7 @@ def adversary(
         try:
             initial = Policy(attack=policy)
         except ValidationError as exc:
-            raise ConfigError(f"--policy: {exc.errors()[0]['msg']}") from None
+            raise ConfigError(f"--policy: {policy_error(exc.errors())}") from None
         _logging()
         serve_adversary(
             upstream=upstream,
@@ -276,6 +365,7 @@ def adversary(
             policy=initial,
             tls=tls,
             auth=load_authenticator(auth_mode, api_keys_file),
+            data_dir=data_dir,
         )
 
     _guard(run)

@@ -1,4 +1,9 @@
-"""Running the evaluation grid on a bundle's test split: every scenario against every defense."""
+"""Running the evaluation on a bundle's test split: the worst-of-suite headline and the per-attack grid.
+
+``run_grid`` runs the standard grid (every scenario of :func:`copur.scenarios.standard_grid` against every
+defense, each attack alone) and, unless switched off, :func:`copur.suite.run_suite` (every attack of the suite
+at every attacker set, a sample counting only when no attack changes its answer).
+"""
 
 from __future__ import annotations
 
@@ -13,24 +18,45 @@ from copur.attacks import AttackContext, make_attack
 from copur.bundle import Bundle
 from copur.certify import certified_accuracy
 from copur.data import load_dataset
-from copur.defenses import DEFENSES, Engine, EngineConfig
+from copur.defenses import DEFAULT_DEFENSE, DEFENSES, Engine, EngineConfig
 from copur.scenarios import Scenario, standard_grid
+from copur.suite import SuiteConfig, attack_suite, attacker_sets, run_suite
 
 __all__ = ["EvalConfig", "run_grid"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class EvalConfig:
+    """The grid's and the suite's sizes. ``suite_samples``: the worst of the suite is measured on the first
+    this many evaluated samples; ``search``: candidates per query-based attack; ``suite_steps``: gradient
+    steps per gradient attack; ``liars``: the numbers of lying parties; ``max_sets``: per t, at most this many
+    attacker sets (spread evenly; absent: all)."""
+
     quick: bool = False
     defenses: tuple[str, ...] = DEFENSES
     max_samples: int | None = None
     adaptive_samples: int = 100
     seed: int = 0
     engine: EngineConfig = field(default_factory=EngineConfig)
+    suite: bool = True
+    suite_samples: int = 200
+    search: int = 32
+    suite_steps: int = 50
+    liars: tuple[int, ...] = (0, 1, 2, 3)
+    max_sets: dict[int, int] = field(default_factory=lambda: {3: 5})
 
     @property
     def samples(self) -> int | None:
         return self.max_samples if self.max_samples is not None else (100 if self.quick else None)
+
+    def suite_config(self) -> SuiteConfig:
+        exhaustive = (DEFAULT_DEFENSE,) if DEFAULT_DEFENSE in self.defenses else ()
+        return SuiteConfig(
+            attacks=attack_suite(search=self.search, steps=self.suite_steps),
+            liars=self.liars,
+            max_sets=self.max_sets,
+            exhaustive=exhaustive,
+        )
 
 
 def _flag_quality(flagged: torch.Tensor, attackers: tuple[int, ...]) -> dict[str, float]:
@@ -85,6 +111,10 @@ def run_grid(
     with torch.no_grad():
         h = engine.models.embed([torch.as_tensor(x, device=dev) for x in data.party_rows(ids)])
         pool = engine.models.embed([torch.as_tensor(x, device=dev) for x in data.party_rows(bundle.val_ids)])
+        # Donors for mimicry: every training and validation sample (a liar can embed any of them).
+        donor_ids = np.concatenate([bundle.train_ids, bundle.val_ids])
+        donors = engine.models.embed([torch.as_tensor(x, device=dev) for x in data.party_rows(donor_ids)])
+    donor_labels = torch.as_tensor(data.labels[donor_ids], device=dev)
     y = torch.as_tensor(data.labels[ids], device=dev)
     num_classes, m = bundle.manifest.num_classes, bundle.manifest.num_parties
     target = (y + 1) % num_classes
@@ -112,7 +142,12 @@ def run_grid(
                 certified[name] = cert
                 rec["certified_accuracy"] = cert
             records.append(rec)
+    suite: dict[str, Any] = {}
+    if config.suite:
+        suite = _suite(engine, config, h, y, donors, donor_labels, progress)
     return {
+        **suite,
+        "default_defense": DEFAULT_DEFENSE,
         "dataset": bundle.manifest.dataset["name"],
         "bundle": str(bundle.path),
         "num_parties": m,
@@ -125,6 +160,50 @@ def run_grid(
         "results": records,
         "certified_accuracy": certified.get("vote", {}),
     }
+
+
+def _suite(
+    engine: Engine,
+    config: EvalConfig,
+    h: torch.Tensor,
+    y: torch.Tensor,
+    donors: torch.Tensor,
+    donor_labels: torch.Tensor,
+    progress: bool,
+) -> dict[str, Any]:
+    """The worst-of-suite part of the report, with the vote's certified accuracy on the same samples (a seeded
+    choice of ``suite_samples`` of the evaluated samples, every class in proportion on average)."""
+    n = min(config.suite_samples, len(h))
+    pick = np.sort(np.random.default_rng(config.seed + 1).choice(len(h), size=n, replace=False))
+    index = torch.as_tensor(pick, device=h.device)
+    hs, ys = h[index], y[index]
+    suite_cfg = config.suite_config()
+    out = run_suite(
+        engine,
+        h=hs,
+        y=ys,
+        pool=donors,
+        pool_labels=donor_labels,
+        defenses=config.defenses,
+        config=suite_cfg,
+        generator=torch.Generator().manual_seed(config.seed),
+        progress=progress,
+    )
+    m = engine.num_parties
+    full = torch.ones(n, m, dtype=torch.bool, device=hs.device)
+    vote = engine.defense("vote").predict(hs, full, certify=True)
+    floor = certified_accuracy(vote.labels, vote.certificate["certified_parties"], ys, max_t=m // 2)
+    out["suite"] = {
+        "samples": n,
+        "donors": len(donors),
+        "attacks": [a.to_dict() for a in suite_cfg.attacks],
+        "sets": {
+            str(t): [list(s) for s in attacker_sets(m, t, suite_cfg.max_sets.get(t))] for t in suite_cfg.liars if t < m
+        },
+        "exhaustive": list(suite_cfg.exhaustive),
+        "certified_accuracy": {str(t): v for t, v in floor.items()},
+    }
+    return out
 
 
 def _adaptive(
