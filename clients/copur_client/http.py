@@ -300,7 +300,7 @@ class AdversaryControl(_HttpBase):
         self.api_key = resolve_key(api_key, ADMIN_KEY_ENV)
 
     def get_policy(self) -> dict[str, Any]:
-        """``GET /v1/policy``: ``{"attack", "params", "party", "calls", "corrupted"}``."""
+        """``GET /v1/policy``: ``{"attack", "params", "party", "calls", "corrupted", "donors"}``."""
         return dict(self._json("GET", "/v1/policy", key=self.api_key, key_env=ADMIN_KEY_ENV))
 
     def set_policy(self, attack: str, **params: Any) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from copur.adversary.policy import DELAY, NO_ATTACK, ParamValue, Policy, policy_error
+from copur.adversary.policy import DELAY, MIMIC, NO_ATTACK, ParamValue, Policy, policy_error
 from copur.defenses import DEFENSES
 from copur.errors import ConfigError
 
@@ -96,10 +96,10 @@ class PolicyStep(_Strict):
 
     @property
     def target(self) -> int | None:
-        """The class a targeted attack pushes to, else None."""
+        """The class a targeted attack pushes to (``mimic`` by ``donor_class``: that class), else None."""
         if self.attack == NO_ATTACK:
             return None
-        target = self.params.get("target")
+        target = self.params.get("donor_class" if self.attack == MIMIC else "target")
         return int(target) if isinstance(target, int) and not isinstance(target, bool) else None
 
 

@@ -122,6 +122,7 @@ class Cluster:
                     host,
                     "--policy",
                     a.policy,
+                    *(["--data-dir", t.data_dir] if t.data_dir else []),
                     *self._tls_flags(),
                     *self._auth_flags(),
                 ),

@@ -15,6 +15,7 @@ import torch
 from adversary.support import PARTY, Clean, E, M, TableParty
 from copur.adversary import AdversaryApp
 from copur.bundle import Bundle
+from copur.data import load_dataset
 from copur.defenses import Engine
 from copur.v1 import party_pb2_grpc
 
@@ -25,6 +26,16 @@ def clean(mfeat_bundle: Bundle, test_batch) -> Clean:
     table = np.ascontiguousarray(h[:, PARTY * E : (PARTY + 1) * E].numpy(), dtype=np.float32)
     assert mfeat_bundle.calibration is not None
     return Clean(table=table, block_mean=np.asarray(mfeat_bundle.calibration["block_mean"], dtype=np.float32))
+
+
+@pytest.fixture(scope="session")
+def every_block(mfeat_bundle: Bundle) -> np.ndarray:
+    """(N, M, E): every party's block of every sample of the data set (row = sample id), what the real
+    parties embed."""
+    data = load_dataset(mfeat_bundle.manifest.dataset_spec)
+    with torch.no_grad():
+        h = mfeat_bundle.models.embed([torch.as_tensor(x) for x in data.party_rows(np.arange(len(data.labels)))])
+    return np.ascontiguousarray(h.numpy().reshape(len(h), M, E), dtype=np.float32)
 
 
 @pytest.fixture

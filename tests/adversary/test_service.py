@@ -148,7 +148,7 @@ def test_get_shows_the_policy_the_party_and_the_counts(stub, control) -> None:
 
     got = control.get("/v1/policy").json()
 
-    assert got == {"attack": "zero", "params": {}, "party": PARTY, "calls": 3, "corrupted": 1}
+    assert got == {"attack": "zero", "params": {}, "party": PARTY, "calls": 3, "corrupted": 1, "donors": []}
 
 
 def test_upstream_not_found_passes_through(stub) -> None:

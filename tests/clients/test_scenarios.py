@@ -39,6 +39,7 @@ def test_the_expected_scenarios_are_shipped() -> None:
         "replace",
         "pgd-targeted",
         "adaptive",
+        "collude-two-parties",
         "party-down",
         "slow-party",
         "paper-nus-wide",
@@ -68,6 +69,52 @@ def test_paper_scenarios_require_their_data_set() -> None:
     assert load_scenario(SCENARIOS / "paper-extrasensory.yaml").requires_dataset == "extrasensory"
     pgd = load_scenario(SCENARIOS / "pgd-targeted.yaml").steps[0].body
     assert pgd.params == {"targeted": True, "target": 0, "steps": 50, "step_size": 0.5} and pgd.target == 0
+
+
+def test_collude_two_parties_has_two_adversaries_mimic_one_donor_per_step() -> None:
+    # Prepare
+    scenario = load_scenario(SCENARIOS / "collude-two-parties.yaml")
+
+    # Execute: the policies in force at each predict step
+    in_force: dict[str, list] = {}
+    current: list = []
+    for step in scenario.steps:
+        if step.kind == "policy":
+            current.append(step.body)
+        elif step.kind == "reset":
+            current = []
+        elif step.kind == "predict":
+            in_force[step.body.name] = list(current)
+
+    # Assert: at least two pairs; in each, two different parties mimic the same donor class, which is the
+    # class the attack success rate counts; every step runs none, copur-l21 and copur, with expectations
+    assert len(in_force) >= 2
+    pairs = set()
+    for policies in in_force.values():
+        assert len(policies) == 2 and all(p.attack == "mimic" for p in policies)
+        assert policies[0].params == policies[1].params and policies[0].params.get("donor_class") is not None
+        assert policies[0].target == policies[0].params["donor_class"]
+        pairs.add(frozenset(p.party for p in policies))
+    assert len(pairs) == len(in_force) and all(len(pair) == 2 for pair in pairs)
+    assert scenario.defenses == ["none", "copur-l21", "copur"]
+    expected = {(e.body.step, e.body.defense) for e in scenario.steps if e.kind == "expect"}
+    assert {(name, "copur") for name in in_force} <= expected
+
+
+def test_the_target_of_a_policy_step_is_its_target_or_mimics_donor_class() -> None:
+    steps = parse_scenario(
+        {
+            "name": "t",
+            "steps": [
+                {"policy": {"party": 0, "attack": "mimic", "params": {"donor_class": 4}}},
+                {"policy": {"party": 1, "attack": "mimic", "params": {"donor": 17}}},
+                {"policy": {"party": 2, "attack": "pgd", "params": {"target": 3}}},
+                {"policy": {"party": 3, "attack": "flip"}},
+            ],
+        }
+    ).steps
+
+    assert [s.body.target for s in steps] == [4, None, 3, None]
 
 
 def _steps(*steps: str) -> str:
@@ -100,6 +147,14 @@ BAD = [
     (_steps("{reset: {}, predict: {name: a}}"), "step 0: a step is a mapping with exactly one of"),
     (_steps("slow_party: {party: 1}"), "step 0 (slow_party.seconds): Field required"),
     (_steps("predict: {name: a, defenses: [magic]}"), "step 0 (predict.defenses): unknown defense 'magic'"),
+    (
+        _steps("policy: {party: 0, attack: mimic, params: {donor: 3, search: 4}}"),
+        "step 0 (policy.params): parameter 'search' of attack 'mimic' needs the fusion center's answers",
+    ),
+    (
+        _steps("policy: {party: 0, attack: mimic, params: {factor: 0.5}}"),
+        "step 0 (policy.params): attack 'mimic' needs exactly one of parameters 'donor' (a sample id) and",
+    ),
     ("name: bad\nsamples: 0\nsteps: [{reset: {}}]\n", "bad.yaml: samples: Input should be greater than or equal to 1"),
     ("name: bad\ncolour: red\nsteps: [{reset: {}}]\n", "bad.yaml: colour: Extra inputs are not permitted"),
     ("name: bad\n", "bad.yaml: steps: a non-empty list of steps is required"),

@@ -108,3 +108,18 @@ def test_parties_and_adversaries_get_the_topologys_tls_flags(tmp_path: Path, mod
         assert argv[argv.index("--tls-mode") + 1] == mode, name
         assert argv[argv.index("--tls-dir") + 1] == "some/certs", name
     assert argvs["fusion"][-2:] == ["--config", str(config)]
+
+
+def test_parties_and_adversaries_get_the_topologys_data_dir(tmp_path: Path) -> None:
+    # Prepare: the adversaries read the data set's labels too (the donors of mimic by class, and of sia)
+    config = _topology_file(tmp_path, {"mode": "plaintext", "dir": "some/certs"})
+
+    # Execute
+    topology = load_topology(config, env={"COPUR_DATA_DIR": "/data/mine"})
+    argvs = {name: spec.argv for name, spec in Cluster(topology, config_path=config, log_dir=tmp_path).procs.items()}
+
+    # Assert
+    for name in ("party-0", "party-1", "adversary-1"):
+        argv = argvs[name]
+        assert argv[argv.index("--data-dir") + 1] == "/data/mine", name
+    assert "--data-dir" not in argvs["fusion"]

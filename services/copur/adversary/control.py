@@ -30,13 +30,16 @@ MAX_POLICY_BYTES = 64 * 1024
 
 
 class PolicyStatus(BaseModel):
-    """The policy in force, the party attacked (None until known) and the counts so far."""
+    """The policy in force, the party attacked (None until known), the counts so far, and the donor sample
+    ids whose blocks the policy sends (``mimic``: its donor, resolved from ``donor_class`` when given by
+    class; ``sia``: the donors of every class; empty for other attacks)."""
 
     attack: str
     params: dict[str, ParamValue]
     party: int | None
     calls: int
     corrupted: int
+    donors: list[int] = []
 
 
 class Probe(BaseModel):

@@ -4,6 +4,13 @@ A policy names an attack of :mod:`copur.attacks` (or ``none``) and its parameter
 (``pgd``, ``adaptive``) take one extra parameter handled here, ``target``: the class index a targeted
 attack pushes every sample to (it implies ``targeted=true``).
 
+The mimicry attacks take live meanings here. ``mimic``: ``donor`` is a SAMPLE ID of the data set (not a
+row of an attack pool) and ``donor_class`` a class index, exactly one of them; the adversary sends its own
+party's block of that donor (``factor`` of the way from the honest block), so two adversaries given the same
+donor id or class collude without talking to each other. ``search`` > 0 and ``nearest`` need the fusion
+center's answers or the other parties' blocks, which the live adversary does not have: refused. ``sia``
+(the runner-up attack) queries a local simulation of the ``copur`` defense (see :mod:`copur.adversary.corrupt`).
+
 One policy is not an attack on the embeddings but on time: ``delay`` with parameter ``ms`` (a number,
 0 < ms <= :data:`MAX_DELAY_MS`) holds every call ``ms`` milliseconds before forwarding it, then answers
 the party's embeddings unchanged: a slow party, to exercise the fusion center's deadline.
@@ -28,8 +35,11 @@ __all__ = [
     "DELAY",
     "GRADIENT_ATTACKS",
     "MAX_DELAY_MS",
+    "MAX_SEARCH",
     "MAX_STEPS",
+    "MIMIC",
     "NO_ATTACK",
+    "SIA",
     "Policy",
     "PolicySnapshot",
     "PolicyState",
@@ -43,6 +53,17 @@ MAX_DELAY_MS: Final = 600_000.0
 GRADIENT_ATTACKS: Final = tuple(sorted(name for name, cls in ATTACKS.items() if issubclass(cls, PGD)))
 MAX_STEPS: Final = 1000
 """Upper bound on gradient steps, so one policy cannot stall every forwarded call."""
+MIMIC: Final = "mimic"
+SIA: Final = "sia"
+MAX_SEARCH: Final = 64
+"""Upper bound on ``sia``'s candidates per sample (each one a query of the local simulation)."""
+_LIVE_REFUSED: Final = {
+    (MIMIC, "search"): "needs the fusion center's answers, which the live adversary does not see (use 0)",
+    (MIMIC, "nearest"): "needs the other parties' blocks, which the live adversary does not see (use false)",
+    ("lma", "from_donor"): "needs donors of another class than the sample's, which the live adversary cannot tell "
+    "(use false)",
+}
+"""Parameters of the library's attacks that only an offline attacker can use: (attack, parameter) -> why."""
 
 ParamValue = float | int | bool | None
 
@@ -54,15 +75,49 @@ def _attack_fields(name: str) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
 
 
-def _check_range(key: str, value: Any) -> None:
+def _check_range(attack: str, key: str, value: Any) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"parameter '{key}' must be finite, got {value}")
-    if key == "steps" and not 1 <= value <= MAX_STEPS:
-        raise ValueError(f"parameter 'steps' must be in 1..{MAX_STEPS}, got {value}")
+    why = _LIVE_REFUSED.get((attack, key))
+    if why is not None and value:
+        raise ValueError(f"parameter '{key}' of attack '{attack}' {why}, got {value!r}")
+    low = 0 if attack == SIA else 1  # sia's gradient steps are optional (0: the search alone)
+    if key == "steps" and not low <= value <= MAX_STEPS:
+        raise ValueError(f"parameter 'steps' must be in {low}..{MAX_STEPS}, got {value}")
+    if key == "search" and not 0 <= value <= MAX_SEARCH:
+        raise ValueError(f"parameter 'search' must be in 0..{MAX_SEARCH}, got {value}")
+    if key == "factor" and value <= 0:
+        raise ValueError(f"parameter 'factor' must be > 0 (how far the block moves towards the donor's), got {value}")
+    if key in ("donor", "donor_class") and value is not None and value < 0:
+        what = "a sample id" if key == "donor" else "a class index"
+        raise ValueError(f"parameter '{key}' must be {what} (an integer >= 0), got {value}")
     if key in ("step_size", "eps") and value is not None and value <= 0:
         raise ValueError(f"parameter '{key}' must be > 0, got {value}")
     if key == "norm" and value < 0:
         raise ValueError(f"parameter 'norm' must be >= 0, got {value}")
+
+
+def _check_donor(attack: str, params: dict[str, ParamValue]) -> None:
+    """``mimic`` needs exactly one of ``donor`` (a sample id) and ``donor_class`` (a class index)."""
+    if attack != MIMIC:
+        return
+    given = [key for key in ("donor", "donor_class") if params.get(key) is not None]
+    if len(given) != 1:
+        got = "both" if given else "neither"
+        raise ValueError(
+            f"attack '{MIMIC}' needs exactly one of parameters 'donor' (a sample id) and 'donor_class' "
+            f"(a class index), got {got}"
+        )
+
+
+def _attack_kwargs(attack: str, params: dict[str, ParamValue]) -> dict[str, ParamValue]:
+    """The parameters for ``make_attack``: without ``target`` (split off), and for ``mimic`` without ``donor``
+    and ``donor_class``, which name a sample of the data set here, not a row of the attack's pool."""
+    kwargs, _ = _split_target(attack, params)
+    if attack == MIMIC:
+        kwargs.pop("donor", None)
+        kwargs.pop("donor_class", None)
+    return kwargs
 
 
 def _split_target(attack: str, params: dict[str, ParamValue]) -> tuple[dict[str, ParamValue], int | None]:
@@ -87,7 +142,9 @@ class Policy(BaseModel):
     """An attack name (``none`` or one of :data:`copur.attacks.ATTACKS`) and its parameters, checked on
     construction: unknown attacks, unknown parameters and values of the wrong type or range are refused."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # validate_default: the parameters are checked against the attack even when none are given
+    # (``Policy(attack="mimic")`` lacks a donor; ``delay`` without ``ms`` holds nothing).
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     attack: str = NO_ATTACK
     params: dict[str, ParamValue] = {}
@@ -124,8 +181,9 @@ class Policy(BaseModel):
                 checked[key] = TypeAdapter(fields[key]).validate_python(raw, strict=True)
             except ValidationError as exc:
                 raise ValueError(f"parameter '{key}' of attack '{attack}': {exc.errors()[0]['msg']}") from None
-            _check_range(key, checked[key])
-        kwargs, _ = _split_target(attack, checked)
+            _check_range(attack, key, checked[key])
+        _check_donor(attack, checked)
+        kwargs = _attack_kwargs(attack, checked)
         try:
             make_attack(attack, **kwargs)
         except ConfigError as exc:
@@ -136,6 +194,18 @@ class Policy(BaseModel):
     def target(self) -> int | None:
         """The class a targeted gradient attack pushes to (``params['target']``), else None."""
         return _split_target(self.attack, self.params)[1] if self.attack not in (NO_ATTACK, DELAY) else None
+
+    @property
+    def donor(self) -> int | None:
+        """``mimic``'s donor sample id (``params['donor']``), else None."""
+        donor = self.params.get("donor") if self.attack == MIMIC else None
+        return donor if isinstance(donor, int) and not isinstance(donor, bool) else None
+
+    @property
+    def donor_class(self) -> int | None:
+        """``mimic``'s donor class (``params['donor_class']``), else None."""
+        cls = self.params.get("donor_class") if self.attack == MIMIC else None
+        return cls if isinstance(cls, int) and not isinstance(cls, bool) else None
 
     @property
     def delay_s(self) -> float:
@@ -150,11 +220,11 @@ class Policy(BaseModel):
 
     def build(self) -> Attack | None:
         """The attack object (None for ``none`` and ``delay``); ``target`` is not an attack parameter and
-        is left out."""
+        is left out, and so are ``mimic``'s ``donor`` / ``donor_class`` (the adversary resolves them to a
+        sample and hands the attack that sample's block as its pool)."""
         if self.attack in (NO_ATTACK, DELAY):
             return None
-        kwargs, _ = _split_target(self.attack, self.params)
-        return make_attack(self.attack, **kwargs)
+        return make_attack(self.attack, **_attack_kwargs(self.attack, self.params))
 
 
 def _delay_params(value: dict[str, ParamValue]) -> dict[str, ParamValue]:

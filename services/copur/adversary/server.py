@@ -3,6 +3,10 @@
 It speaks the PartyService protocol (plus gRPC health and reflection), forwards every call to the real
 party (``upstream``) and corrupts the embeddings it answers per the live :class:`Policy`; an HTTP control
 endpoint (FastAPI under uvicorn, in a background thread) reads and switches the policy.
+
+For ``mimic`` and ``sia`` it asks its upstream party for the party's own embeddings of donor samples (an
+``Embed`` call by sample id, as a compromised party could run its extractor on any sample's features),
+once per donor: when the policy is put in force, else on the first forwarded call.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from concurrent import futures
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
 import grpc
+import numpy as np
 import uvicorn
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -31,7 +37,14 @@ from copur.auth.guard import Authenticator
 from copur.bundle import load_bundle
 from copur.errors import ConfigError, CopurError
 from copur.grpcutil import RECONNECT_OPTIONS
-from copur.serde import PartyInfo, SerdeError, embed_response, embed_response_from_proto, party_info_from_proto
+from copur.serde import (
+    PartyInfo,
+    SerdeError,
+    embed_request,
+    embed_response,
+    embed_response_from_proto,
+    party_info_from_proto,
+)
 from copur.tls.credentials import TlsIdentity, add_port, channel
 from copur.topology import is_loopback, service_name
 from copur.v1 import party_pb2, party_pb2_grpc
@@ -87,7 +100,8 @@ class AdversaryApp:
     upstream presenting ``tls``'s certificate, accepting only a server certificate for ``party-<party>``
     (any name the CA signed for the upstream's host when ``party`` is None). None: plaintext both ways.
     ``auth``: the API keys the control endpoint demands (scope ``admin`` for ``/v1/policy``); None leaves
-    it open, which only a loopback ``host`` may do (ConfigError otherwise)."""
+    it open, which only a loopback ``host`` may do (ConfigError otherwise). ``data_dir`` overrides where the
+    bundle's data set is (its labels pick the donors of ``mimic`` by class and of ``sia``)."""
 
     def __init__(
         self,
@@ -102,6 +116,7 @@ class AdversaryApp:
         upstream_timeout_s: float = 5.0,
         tls: TlsIdentity | None = None,
         auth: Authenticator | None = None,
+        data_dir: str | None = None,
     ) -> None:
         if auth is None and not is_loopback(host):
             raise ConfigError(f"adversary on {host} without API keys: an open control endpoint is for loopback only")
@@ -115,6 +130,7 @@ class AdversaryApp:
         self.upstream_timeout_s = upstream_timeout_s
         self.tls = tls
         self.auth = auth
+        self.data_dir = data_dir
         self.state = PolicyState(policy=policy)
         self.registry = CollectorRegistry()
         self._calls = Counter(
@@ -125,6 +141,11 @@ class AdversaryApp:
         )
         self._upstream_errors = Counter(
             "copur_adversary_upstream_errors", "Upstream calls that failed", ["code"], registry=self.registry
+        )
+        self._donor_blocks = Counter(
+            "copur_adversary_donor_blocks",
+            "Donor blocks fetched from the upstream party (mimic, sia; each donor once)",
+            registry=self.registry,
         )
         self._party = party
         self._requested_port, self._requested_control_port = port, control_port
@@ -170,8 +191,10 @@ class AdversaryApp:
         with self._lifecycle:
             if self._grpc is not None:
                 raise CopurError("adversary is already started")
-            self._context = AdversaryContext.from_bundle(load_bundle(self.bundle_path))
-            self._context.check(self.state.get())
+            self._context = AdversaryContext.from_bundle(
+                load_bundle(self.bundle_path), data_dir=self.data_dir, embed=self._embed_upstream
+            )
+            self._context.check(self.state.get())  # its donors are fetched on the first call
             try:
                 self._start_grpc()
                 self._start_http()
@@ -275,22 +298,35 @@ class AdversaryApp:
     # ---------------------------------------------------------------- policy and probes
 
     def set_policy(self, policy: Policy) -> Policy:
-        """Put ``policy`` in force (ConfigError if this bundle cannot carry it out); return the previous one."""
+        """Put ``policy`` in force (CopurError if this bundle cannot carry it out, or the blocks of its donors
+        cannot be fetched from the upstream: the policy in force is then unchanged); return the previous one."""
+        donors: list[int] = []
         if self._context is not None:
-            self._context.check(policy)
+            donors = self._context.prepare(policy)
         previous = self.state.set(policy)
         log.info(
-            "event=policy_change attack=%s params=%s previous=%s party=%s upstream=%s",
+            "event=policy_change attack=%s params=%s previous=%s party=%s upstream=%s%s",
             policy.attack,
             json.dumps(policy.params, separators=(",", ":"), sort_keys=True),
             previous.attack,
             self.party,
             self.upstream,
+            f" donors={','.join(map(str, donors))}" if donors else "",
         )
         return previous
 
+    def donors(self, policy: Policy) -> list[int]:
+        """The donor sample ids ``policy`` sends this party's blocks of (``mimic``: one; ``sia``: the donors
+        of every class); empty for other policies, or while the data set's labels cannot be read."""
+        if self._context is None:
+            return []
+        try:
+            return self._context.donor_ids(policy)
+        except CopurError:
+            return []
+
     def status(self) -> dict[str, Any]:
-        """``attack``, ``params``, ``party``, ``calls``, ``corrupted``: what GET /v1/policy answers."""
+        """``attack``, ``params``, ``party``, ``calls``, ``corrupted``, ``donors``: what GET /v1/policy answers."""
         snap = self.state.snapshot()
         return {
             "attack": snap.policy.attack,
@@ -298,6 +334,7 @@ class AdversaryApp:
             "party": self.party,
             "calls": snap.calls,
             "corrupted": snap.corrupted,
+            "donors": self.donors(snap.policy),
         }
 
     def readiness(self) -> tuple[bool, str | None]:
@@ -342,6 +379,29 @@ class AdversaryApp:
             self._info = info
 
     # ---------------------------------------------------------------- forwarding
+
+    def _embed_upstream(self, sample_ids: Sequence[int]) -> np.ndarray:
+        """The upstream party's own blocks of ``sample_ids`` (donors of ``mimic`` / ``sia``): one Embed call.
+        CopurError (one line) when the upstream fails, or answers for another party."""
+        ids = [int(i) for i in sample_ids]
+        shown = ",".join(map(str, ids[:10])) + (",..." if len(ids) > 10 else "")
+        if self._stub is None:
+            raise CopurError("adversary is not started")
+        try:
+            msg = self._stub.Embed(embed_request(ids), timeout=self.upstream_timeout_s)
+        except grpc.RpcError as exc:
+            self._upstream_errors.labels(exc.code().name).inc()
+            details = " ".join((exc.details() or "").split())
+            raise CopurError(
+                f"cannot fetch the donor blocks of samples {shown} from upstream {self.upstream}: "
+                f"{exc.code().name}{': ' + details if details else ''}"
+            ) from None
+        block, answering = embed_response_from_proto(msg, what="upstream donor embeddings")
+        if self._party is not None and answering != self._party:
+            raise CopurError(f"upstream {self.upstream} answered donor blocks as party {answering}, not {self._party}")
+        self._donor_blocks.inc(len(ids))
+        log.info("event=donor_blocks_fetched samples=%s party=%s upstream=%s", shown, self.party, self.upstream)
+        return block
 
     def _forward_info(self, request: Any, context: grpc.ServicerContext) -> Any:
         try:
@@ -409,6 +469,7 @@ def serve_adversary(
     upstream_timeout_s: float = 5.0,
     tls: TlsIdentity | None = None,
     auth: Authenticator | None = None,
+    data_dir: str | None = None,
 ) -> None:
     """Run an :class:`AdversaryApp` until SIGTERM or SIGINT (handled when called from the main thread)."""
     app = AdversaryApp(
@@ -422,6 +483,7 @@ def serve_adversary(
         upstream_timeout_s=upstream_timeout_s,
         tls=tls,
         auth=auth,
+        data_dir=data_dir,
     )
     requested = threading.Event()
     previous: dict[signal.Signals, Any] = {}
