@@ -1,11 +1,13 @@
-"""Throughput / latency benchmark of the batched purifiers ``copur-ref`` and ``copur``.
+"""Throughput / latency benchmark of the batched purifiers ``copur-ref``, ``copur-l21`` and ``copur``.
 
 Shapes: ``nus-wide`` (an AE 240-200-150-200-240 with seeded orthogonal weights, M=4 parties of e=60:
 the shape of the public reference implementation's NUS-WIDE experiment; orthogonal weights give the
 Jacobian the unit gain of a trained AE, so ``copur-ref`` runs its 100 + 3 steps as on real data, where
 PyTorch's default initialisation would shrink every gradient under the early-stop threshold after one
-step) with inputs AE(noise) + 10 % noise; and ``mfeat`` (a bundle's real AE, its calibration and its test
-embeddings, tiled up to the largest batch size).
+step) with inputs AE(noise) + 10 % noise, and for ``copur`` a consistency bank of ``NUS_BANK_ROWS`` more
+such rows (the most a calibrated bundle keeps, so the bank comparison is timed at its largest); and ``mfeat``
+(a bundle's real AE, its calibration, its consistency bank and its test embeddings, tiled up to the largest
+batch size).
 
 Baselines, measured in the same run at the NUS-WIDE shape: ``copur-ref`` one sample at a time with its
 default analytic-gradient path, and one sample at a time with autograd per step (the public code's
@@ -30,12 +32,16 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from copur.calibration import BANK_ROWS, bundle_bank
 from copur.models import AutoEncoder
-from copur.purify import Purifier, ReferenceConfig, block_scales, flag_thresholds, make_purifier
+from copur.purify import Bank, Purifier, ReferenceConfig, block_scales, flag_thresholds, make_purifier
+from copur.purify.bank import nearest_unit
 
 __all__ = ["bench_purifier", "nus_autoencoder", "nus_inputs", "write_purifier_bench"]
 
-PURIFIER_NAMES = ("copur-ref", "copur")
+PURIFIER_NAMES = ("copur-ref", "copur-l21", "copur")
+#: the NUS-WIDE shape's bank: as many rows as a calibrated bundle keeps at most
+NUS_BANK_ROWS = BANK_ROWS
 NUS_PARTIES, NUS_EMB, NUS_HIDDEN, NUS_CODE, NUS_SLOPE = 4, 60, 200, 150, 0.8
 CALIBRATION_SAMPLES = 512
 LOOP_SAMPLES = 32
@@ -59,7 +65,8 @@ def _flops(purifier: Purifier) -> float | None:
     enc, dec = _linear_macs(ae.encoder), _linear_macs(ae.decoder)
     if "ae_fwd_rows" in cost:
         return 2.0 * (enc + dec) * (cost["ae_fwd_rows"] + cost["ae_bwd_rows"])
-    return 2.0 * (enc * cost.get("enc_fwd_rows", 0) + dec * (cost.get("dec_fwd_rows", 0) + cost.get("dec_bwd_rows", 0)))
+    rows = enc * cost.get("enc_fwd_rows", 0) + dec * (cost.get("dec_fwd_rows", 0) + cost.get("dec_bwd_rows", 0))
+    return 2.0 * rows + cost.get("bank_flops", 0)
 
 
 def _executed_flops(fn: Callable[[], Any]) -> float:
@@ -118,7 +125,18 @@ def nus_inputs(ae: AutoEncoder, samples: int, *, seed: int = 0, noise: float = 0
 def _nus_setup(device: torch.device, samples: int) -> dict[str, Any]:
     ae = nus_autoencoder()
     h = nus_inputs(ae, samples)
-    return {"ae": ae.to(device), "h": h.to(device), "parties": NUS_PARTIES, "scale": None, "thresholds": None}
+    rows = nus_inputs(ae, NUS_BANK_ROWS, seed=1)
+    scale = block_scales(h, NUS_PARTIES)
+    unit = nearest_unit(h[:CALIBRATION_SAMPLES], rows, NUS_PARTIES, scale)
+    bank = Bank(rows=rows, labels=torch.zeros(len(rows), dtype=torch.long), unit=unit).to(device)
+    return {
+        "ae": ae.to(device),
+        "h": h.to(device),
+        "parties": NUS_PARTIES,
+        "scale": scale.to(device),
+        "thresholds": None,
+        "bank": bank,
+    }
 
 
 def _mfeat_setup(device: torch.device, bundle: str, samples: int) -> dict[str, Any]:
@@ -140,6 +158,7 @@ def _mfeat_setup(device: torch.device, bundle: str, samples: int) -> dict[str, A
         "scale": torch.tensor(loaded.calibration["block_scale"], device=device),
         "thresholds": {k: torch.tensor(v, device=device) for k, v in loaded.calibration["thresholds"].items()},
         "test_samples": len(loaded.test_ids),
+        "bank": bundle_bank(loaded).to(device),
     }
 
 
@@ -148,11 +167,13 @@ def _purifiers(setup: dict[str, Any]) -> dict[str, Purifier]:
     scale = setup["scale"] if setup["scale"] is not None else block_scales(h, m)
     out = {}
     for name in PURIFIER_NAMES:
-        purifier = make_purifier(name, autoencoder=setup["ae"], num_parties=m, block_scale=scale)
+        bank = setup["bank"] if name == "copur" else None
+        purifier = make_purifier(name, autoencoder=setup["ae"], num_parties=m, block_scale=scale, bank=bank)
         if setup["thresholds"] is not None:
             purifier.threshold = setup["thresholds"][name]
         else:
-            purifier.threshold = flag_thresholds(purifier, h[:CALIBRATION_SAMPLES], quantile=0.99, factor=3.0)
+            factor = purifier.flag_factor if purifier.flag_factor is not None else 3.0
+            purifier.threshold = flag_thresholds(purifier, h[:CALIBRATION_SAMPLES], quantile=0.99, factor=factor)
         out[name] = purifier
     return out
 
@@ -195,7 +216,7 @@ def bench_purifier(
     progress: bool = True,
     threads: int | None = None,
 ) -> dict[str, Any]:
-    """Samples/s, latency and achieved GFLOP/s of ``copur-ref`` and ``copur`` per shape and batch size.
+    """Samples/s, latency and achieved GFLOP/s of every purifier per shape and batch size.
 
     ``threads``: torch intra-op threads for the run (default: the cores this process may use), restored
     afterwards. The purifiers themselves drop to one thread for small batches.
