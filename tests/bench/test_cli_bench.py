@@ -111,7 +111,7 @@ def test_tiny_purifier_run_then_report(tmp_path: Path) -> None:
     assert f"wrote {bench}" in ran.output
     result = json.loads(bench.read_text())
     assert {(r["purifier"], r["shape"], r["batch_size"]) for r in result["records"]} == {
-        (name, "nus-wide", bs) for name in ("copur-ref", "copur") for bs in (1, 2)
+        (name, "nus-wide", bs) for name in ("copur-ref", "copur-l21", "copur") for bs in (1, 2)
     }
     assert result["speedup_vs_one_sample_loop"] > 0
     assert "mfeat shape skipped" in result["notes"][0]
