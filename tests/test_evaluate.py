@@ -102,6 +102,10 @@ def test_cli_evaluate_and_its_errors(mfeat_bundle_dir: Path, tmp_path: Path) -> 
             "0,1",
             "--max-sets",
             "1=2",
+            "--suite-attack",
+            "mimic",
+            "--suite-attack",
+            "sia",
             "--no-progress",
         ],
     )
@@ -114,6 +118,9 @@ def test_cli_evaluate_and_its_errors(mfeat_bundle_dir: Path, tmp_path: Path) -> 
     )
     bad = runner.invoke(app, ["evaluate", str(mfeat_bundle_dir), "--out", str(tmp_path / "e"), "--defense", "x"])
     bad_sets = runner.invoke(app, ["evaluate", str(mfeat_bundle_dir), "--out", str(tmp_path / "e"), "--max-sets", "3"])
+    bad_attack = runner.invoke(
+        app, ["evaluate", str(mfeat_bundle_dir), "--out", str(tmp_path / "e"), "--suite-attack", "flipp"]
+    )
     bad_with = runner.invoke(
         app, ["evaluate", str(mfeat_bundle_dir), "--out", str(tmp_path / "e"), "--with", str(tmp_path / "nope.json")]
     )
@@ -121,6 +128,11 @@ def test_cli_evaluate_and_its_errors(mfeat_bundle_dir: Path, tmp_path: Path) -> 
     assert ok.exit_code == 0, ok.output
     saved = json.loads((tmp_path / "e" / "results.json").read_text())
     assert set(saved["worst_of_suite"]["copur"]) == {"0", "1"} and saved["suite"]["samples"] == 8
+    assert [a["label"] for a in saved["suite"]["attacks"]] == [
+        "mimic search=2",
+        "mimic nearest search=2",
+        "sia search=2",
+    ]
     assert other.exit_code == 0, other.output
     summary = (tmp_path / "f" / "results.md").read_text()
     assert "## Other data sets (the same suite)" in summary and "worst_of_suite" not in json.loads(
@@ -128,4 +140,8 @@ def test_cli_evaluate_and_its_errors(mfeat_bundle_dir: Path, tmp_path: Path) -> 
     )
     assert bad.exit_code == 2 and "unknown defense 'x'" in bad.output
     assert bad_sets.exit_code == 2 and "--max-sets takes T=N" in bad_sets.output
+    assert (
+        bad_attack.exit_code == 2 and "unknown suite attack 'flipp' (the suite's: adaptive, drop" in bad_attack.output
+    )
+    assert len(bad_attack.output.strip().splitlines()) == 1
     assert bad_with.exit_code == 2 and "nope.json: no such file" in bad_with.output

@@ -189,6 +189,10 @@ def evaluate(
         list[str] | None,
         typer.Option(help="T=N: at most N attacker sets of t liars, spread evenly (repeat; default 3=5)."),
     ] = None,
+    suite_attack: Annotated[
+        list[str] | None,
+        typer.Option(help="Keep only the suite's attacks of this name, e.g. mimic (repeat; default: the whole suite)."),
+    ] = None,
     with_report: Annotated[
         list[Path] | None,
         typer.Option("--with", help="Another data set's results.json to summarise in the markdown (repeat)."),
@@ -221,6 +225,7 @@ def evaluate(
             suite_steps=steps if steps is not None else (10 if quick else 50),
             liars=_int_list("--liars", liars) if liars else ((0, 1, 2) if quick else (0, 1, 2, 3)),
             max_sets=_max_sets(max_sets) if max_sets else ({2: 3} if quick else {3: 5}),
+            suite_attacks=tuple(suite_attack or ()),
         )
         report = run_grid(load_bundle(bundle), config, device=resolve_device(device), progress=progress)
         report["command"] = shlex.join(_argv(sys.argv, "evaluate"))

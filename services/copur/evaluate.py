@@ -19,6 +19,7 @@ from copur.bundle import Bundle
 from copur.certify import certified_accuracy
 from copur.data import load_dataset
 from copur.defenses import DEFAULT_DEFENSE, DEFENSES, Engine, EngineConfig
+from copur.errors import ConfigError
 from copur.scenarios import Scenario, standard_grid
 from copur.suite import SuiteConfig, attack_suite, attacker_sets, run_suite
 
@@ -30,7 +31,8 @@ class EvalConfig:
     """The grid's and the suite's sizes. ``suite_samples``: the worst of the suite is measured on the first
     this many evaluated samples; ``search``: candidates per query-based attack; ``suite_steps``: gradient
     steps per gradient attack; ``liars``: the numbers of lying parties; ``max_sets``: per t, at most this many
-    attacker sets (spread evenly; absent: all)."""
+    attacker sets (spread evenly; absent: all); ``suite_attacks``: keep only the suite's attacks of these names
+    (empty: the whole suite), to measure one family, e.g. the query-based lies against the search budget."""
 
     quick: bool = False
     defenses: tuple[str, ...] = DEFENSES
@@ -44,6 +46,13 @@ class EvalConfig:
     suite_steps: int = 50
     liars: tuple[int, ...] = (0, 1, 2, 3)
     max_sets: dict[int, int] = field(default_factory=lambda: {3: 5})
+    suite_attacks: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = sorted({a.attack for a in attack_suite()})
+        unknown = [a for a in self.suite_attacks if a not in names]
+        if unknown:
+            raise ConfigError(f"unknown suite attack '{unknown[0]}' (the suite's: {', '.join(names)})")
 
     @property
     def samples(self) -> int | None:
@@ -51,8 +60,11 @@ class EvalConfig:
 
     def suite_config(self) -> SuiteConfig:
         exhaustive = (DEFAULT_DEFENSE,) if DEFAULT_DEFENSE in self.defenses else ()
+        attacks = attack_suite(search=self.search, steps=self.suite_steps)
+        if self.suite_attacks:
+            attacks = tuple(a for a in attacks if a.attack in self.suite_attacks)
         return SuiteConfig(
-            attacks=attack_suite(search=self.search, steps=self.suite_steps),
+            attacks=attacks,
             liars=self.liars,
             max_sets=self.max_sets,
             exhaustive=exhaustive,
