@@ -155,6 +155,7 @@ def test_the_fusion_center_restarted_while_clients_call_is_ridden_out(cluster: C
         killed_at = time.monotonic()
         cluster.kill("fusion")
         time.sleep(1.0)
+        down = time.monotonic()  # the fusion center is certainly not serving now: it starts only below
         cluster.restart("fusion", timeout=240)
         back = time.monotonic()
         wait_for("answers after the restart", lambda: len(load.answered(back)) >= 6, 120)
@@ -162,6 +163,8 @@ def test_the_fusion_center_restarted_while_clients_call_is_ridden_out(cluster: C
         load.finish()
     # Assert: no call failed; calls in flight at the kill or made during the gap were answered once it was back
     assert load.errors() == []
-    across = [o for o in load.answered(killed_at - 60) if o.started < back - 0.5 and o.ended > back]
+    # (Spanning the moment it was down, not `back`: a retried call can be answered a few ms before the launcher's
+    # readiness poll notices the restarted process.)
+    across = [o for o in load.answered(killed_at - 60) if o.started < down and o.ended > down]
     assert across, "no call spanned the restart"
     assert all(o.ended - o.started < budget + 30 for o in across)  # the budget's waits and one answer
