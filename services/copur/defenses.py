@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from copur.attacks.base import Verdict
 from copur.bundle import Bundle
 from copur.calibration import bundle_bank
 from copur.certify import (
@@ -31,7 +32,7 @@ from copur.certify import (
 )
 from copur.errors import BundleError, ConfigError
 from copur.models import FusionHead
-from copur.purify import ConsensusConfig, Purifier, RobustConfig, make_purifier
+from copur.purify import PURIFIERS, ConsensusConfig, Purifier, RobustConfig, make_purifier
 from copur.purify.blocks import block_norms, expand_blocks
 
 __all__ = ["DEFAULT_DEFENSE", "DEFENSES", "Defense", "DefenseOutput", "Engine", "EngineConfig"]
@@ -81,6 +82,11 @@ class Defense(ABC):
     def logits(self, h: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         """Differentiable logits (for gradient attacks); only where ``differentiable``."""
         raise ConfigError(f"defense '{self.name}' is not differentiable")
+
+    def query(self, h: torch.Tensor, observed: torch.Tensor) -> Verdict:
+        """The answer as a querying attacker sees it (an attack's ``query``: labels, probabilities, flags)."""
+        out = self.predict(h, observed)
+        return Verdict(labels=out.labels, probs=out.probs, flagged=out.flagged)
 
     def _plain(
         self,
@@ -254,7 +260,7 @@ _BUILDERS: dict[str, Callable[[Engine], Defense]] = {
     "copur-ref": lambda engine: PurifyDefense(engine, "copur-ref"),
     "copur-l21": lambda engine: PurifyDefense(engine, "copur-l21"),
     "copur": lambda engine: PurifyDefense(engine, "copur"),
-    "copur+rs": lambda engine: SmoothingDefense(engine, purifier=DEFAULT_DEFENSE),
+    "copur+rs": lambda engine: SmoothingDefense(engine, purifier="copur"),
     "vote": VoteDefense,
 }
 #: every defense's name, in the order reports show them
@@ -285,7 +291,7 @@ class Engine:
 
     def _make(self, name: str, threshold: list[float] | None, **config: object) -> Purifier:
         thr = torch.tensor(threshold, device=self.device) if threshold is not None else None
-        bank = bundle_bank(self._bundle).to(self.device) if name == "copur" else None
+        bank = bundle_bank(self._bundle).to(self.device) if PURIFIERS[name].uses_bank else None
         return make_purifier(
             name,
             autoencoder=self.models.autoencoder,

@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from copur.attacks import AttackContext, Verdict, make_attack
-from copur.defenses import Defense, Engine
+from copur.attacks import AttackContext, make_attack
+from copur.defenses import Engine
 
 __all__ = ["SuiteAttack", "SuiteConfig", "attack_suite", "attacker_sets", "group_name", "run_suite"]
 
@@ -93,14 +93,6 @@ class SuiteConfig:
     exhaustive: tuple[str, ...] = ()
 
 
-def _query(defense: Defense) -> Any:
-    def ask(h: torch.Tensor, observed: torch.Tensor) -> Verdict:
-        out = defense.predict(h, observed)
-        return Verdict(labels=out.labels, probs=out.probs, flagged=out.flagged)
-
-    return ask
-
-
 def run_suite(
     engine: Engine,
     *,
@@ -131,7 +123,6 @@ def run_suite(
     seconds: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for name in defenses:
         defense = engine.defense(name)
-        query = _query(defense)
         clean_ok = defense.predict(h, full).labels == y
         exhaustive = name in config.exhaustive
         worst[name], first_break[name] = {}, {}
@@ -154,7 +145,7 @@ def run_suite(
                         generator=generator,
                         labels=y[rows],
                         model=head if spec.head else defense.logits,
-                        query=query,
+                        query=defense.query,
                         pool=pool,
                         pool_labels=pool_labels,
                     )

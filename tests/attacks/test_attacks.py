@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from copur.attacks import ATTACKS, AttackContext, Verdict, make_attack
+from copur.attacks import ATTACKS, AttackContext, make_attack
 from copur.defenses import Engine
 from copur.errors import ConfigError
 from copur.scenarios import PGD_STEP
@@ -11,18 +11,13 @@ M, E = 6, 16
 
 def _ctx(engine: Engine, y: torch.Tensor, h: torch.Tensor, defense: str = "none") -> AttackContext:
     answer = engine.defense(defense)
-
-    def query(x: torch.Tensor, observed: torch.Tensor) -> Verdict:
-        out = answer.predict(x, observed)
-        return Verdict(labels=out.labels, probs=out.probs, flagged=out.flagged)
-
     return AttackContext(
         num_parties=M,
         generator=torch.Generator().manual_seed(0),
         labels=y,
         target=(y + 1) % 10,
         model=answer.logits,
-        query=query,
+        query=answer.query,
         pool=h.flip(0),
         pool_labels=y.flip(0),
     )

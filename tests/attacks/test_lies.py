@@ -15,16 +15,6 @@ def _blocks(h: torch.Tensor, party: int) -> torch.Tensor:
     return h[:, party * E : (party + 1) * E]
 
 
-def _query_of(engine: Engine, defense: str):
-    answer = engine.defense(defense)
-
-    def query(x: torch.Tensor, observed: torch.Tensor) -> Verdict:
-        out = answer.predict(x, observed)
-        return Verdict(labels=out.labels, probs=out.probs, flagged=out.flagged)
-
-    return query
-
-
 def test_colluding_mimics_send_the_same_real_sample(test_batch, donor_pool) -> None:
     h, y = test_batch
     pool, labels = donor_pool
@@ -61,7 +51,7 @@ def test_mimic_moves_factor_of_the_way_to_the_donor(test_batch, donor_pool) -> N
 def test_search_finds_a_lie_the_defense_gets_wrong_whenever_one_is_tried(engine: Engine, test_batch, donor_pool):
     h, y = test_batch
     pool, labels = donor_pool
-    query = _query_of(engine, "none")
+    query = engine.defense("none").query
     full = torch.ones(len(h), M, dtype=torch.bool)
 
     def ctx() -> AttackContext:
@@ -115,7 +105,7 @@ def test_evade_never_sends_a_lie_the_defense_flags(engine: Engine, test_batch) -
         generator=torch.Generator().manual_seed(0),
         labels=y,
         model=defense.logits,
-        query=_query_of(engine, "copur-l21"),
+        query=engine.defense("copur-l21").query,
     )
     full = torch.ones(len(h), M, dtype=torch.bool)
 

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 import torch
 
-from copur.attacks import ATTACKS, AttackContext, Verdict, make_attack
+from copur.attacks import ATTACKS, AttackContext, make_attack
 from copur.defenses import Engine
 
 M = 6
@@ -32,17 +32,12 @@ def test_every_attack_is_either_tested_for_strength_or_a_named_baseline() -> Non
 def _accuracy(engine: Engine, defense: str, attack: str, params: dict[str, Any], attackers, batch, pool) -> float:
     h, y = batch
     answer = engine.defense(defense)
-
-    def query(x: torch.Tensor, observed: torch.Tensor) -> Verdict:
-        out = answer.predict(x, observed)
-        return Verdict(labels=out.labels, probs=out.probs, flagged=out.flagged)
-
     ctx = AttackContext(
         num_parties=M,
         generator=torch.Generator().manual_seed(0),
         labels=y,
         model=engine.defense("none").logits if attack == "pgd" else answer.logits,
-        query=query,
+        query=answer.query,
         pool=pool[0],
         pool_labels=pool[1],
     )

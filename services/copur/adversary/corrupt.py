@@ -28,7 +28,7 @@ import torch
 
 from copur.adversary.donors import DonorBook, Embedder
 from copur.adversary.policy import Policy
-from copur.attacks import LMA, PGD, SIA, Adaptive, AttackContext, Evade, Mimic, Replace, Verdict
+from copur.attacks import LMA, PGD, SIA, Adaptive, AttackContext, Evade, Mimic, Replace
 from copur.attacks.base import Query
 from copur.bundle import Bundle
 from copur.data import load_dataset
@@ -197,13 +197,7 @@ def sia_donors_per_class(search: int, num_parties: int) -> int:
 
 def _simulated_query(engine: Engine) -> Query:
     """The local simulation of the fusion center an attack may query: the ``copur`` defense of ``engine``."""
-    defense = engine.defense(SIMULATED_DEFENSE)
-
-    def query(h: torch.Tensor, observed: torch.Tensor) -> Verdict:
-        out = defense.predict(h, observed)
-        return Verdict(labels=out.labels, probs=out.probs, flagged=out.flagged)
-
-    return query
+    return engine.defense(SIMULATED_DEFENSE).query
 
 
 def _pool_rows(party: int, ctx: AdversaryContext) -> torch.Tensor | None:

@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from copur.calibration import BANK_ROWS, bundle_bank
 from copur.models import AutoEncoder
-from copur.purify import Bank, Purifier, ReferenceConfig, block_scales, flag_thresholds, make_purifier
+from copur.purify import PURIFIERS, Bank, Purifier, ReferenceConfig, block_scales, flag_thresholds, make_purifier
 from copur.purify.bank import nearest_unit
 
 __all__ = ["bench_purifier", "nus_autoencoder", "nus_inputs", "write_purifier_bench"]
@@ -167,7 +167,7 @@ def _purifiers(setup: dict[str, Any]) -> dict[str, Purifier]:
     scale = setup["scale"] if setup["scale"] is not None else block_scales(h, m)
     out = {}
     for name in PURIFIER_NAMES:
-        bank = setup["bank"] if name == "copur" else None
+        bank = setup["bank"] if PURIFIERS[name].uses_bank else None
         purifier = make_purifier(name, autoencoder=setup["ae"], num_parties=m, block_scale=scale, bank=bank)
         if setup["thresholds"] is not None:
             purifier.threshold = setup["thresholds"][name]

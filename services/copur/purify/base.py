@@ -36,6 +36,8 @@ class Purifier(ABC):
     name: str = ""
     #: the flag threshold is ``flag_factor`` x a clean quantile of the scores; None: the calibration's factor
     flag_factor: float | None = None
+    #: whether the purifier reads the consistency bank (the bundle's ``bank.safetensors``)
+    uses_bank: bool = False
 
     def __init__(
         self,

@@ -77,6 +77,7 @@ class ConsensusPurifier(Purifier):
     name = "copur"
     #: flags need the block excluded as well, so the threshold is the clean quantile itself
     flag_factor = 1.0
+    uses_bank = True
 
     def __init__(self, *, config: ConsensusConfig | None = None, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -105,7 +106,8 @@ class ConsensusPurifier(Purifier):
         cfg, bank, hyp = self.config, self._bank, self.hypotheses
         m, n, s = self.num_parties, len(bank), len(hyp)
         rows = torch.arange(len(h), device=h.device)
-        # Step 2: distances in units (floored at 1) to every bank row, the cost of every hypothesis, the cheapest.
+        # Step 2 over the hypotheses of step 1: distances in units (floored at 1) to every bank row, each
+        # hypothesis's cost, the cheapest.
         units = block_distances(h, bank.rows, m) / bank.unit
         cost, nearest = hypothesis_costs(
             units.clamp_min(1.0), observed, hyp, neighbours=cfg.neighbours, penalty=cfg.penalty, growth=cfg.growth
