@@ -84,9 +84,9 @@ perf: install $(BUNDLE)/bank.safetensors $(CERTS)/ca.pem $(CERTS)/api-keys.json
 soak: install
 	$(BIN)/pytest -q tests/cluster/test_soak.py
 
-# Regenerate the checked-in gRPC stubs (services/copur/v1/*_pb2*.py[i]) from proto/.
+# Regenerate the checked-in gRPC stubs (clients/copur_client/v1/*_pb2*.py[i]) from proto/.
 proto: install
-	$(BIN)/python -m copur.protogen
+	$(BIN)/python -m copur.operations.protogen
 
 # Render the scenario report to a PNG with headless Chromium (Debian package `chromium`), to look at it.
 report-png:

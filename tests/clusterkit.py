@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from copur.launcher import Cluster
-from copur.topology import load_topology
+from copur.operations.launcher import Cluster
+from copur.transport.topology import load_topology
 
 __all__ = ["DEPLOYED", "alive", "free_ports", "running_cluster", "start_cluster", "wait_for", "write_topology"]
 

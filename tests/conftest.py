@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from copur.auth import init_keys
-from copur.bundle import Bundle, load_bundle, save_bundle
-from copur.calibration import calibrate_bundle
-from copur.config import TrainConfig
-from copur.data import DatasetSpec, load_dataset
-from copur.defenses import Engine, EngineConfig
-from copur.tls.certs import service_names, write_certs
-from copur.topology import load_topology
-from copur.train import train_all
+from copur.science.bundle import Bundle, load_bundle, save_bundle
+from copur.science.calibration import calibrate_bundle
+from copur.science.config import TrainConfig
+from copur.science.data import DatasetSpec, load_dataset
+from copur.science.defenses import Engine, EngineConfig
+from copur.science.train import train_all
+from copur.transport.auth import init_keys
+from copur.transport.tls.certs import service_names, write_certs
+from copur.transport.topology import load_topology
 
 REPO = Path(__file__).resolve().parents[1]
 

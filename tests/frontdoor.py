@@ -1,5 +1,5 @@
 """A real fusion center in this process for front-door tests: the six mfeat parties as in-process gRPC
-servers, and :func:`copur.fusion.run_fusion` (bundle, handler, worker, HTTP and gRPC front doors, the
+servers, and :func:`copur.roles.fusion.run_fusion` (bundle, handler, worker, HTTP and gRPC front doors, the
 topology's ``auth``) on its own event loop in a thread, plaintext gRPC on loopback."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 
 from clusterkit import free_ports
-from copur.fusion import run_fusion
-from copur.party import PartyApp, PartyCore
-from copur.topology import Topology
+from copur.roles.fusion import run_fusion
+from copur.roles.party import PartyApp, PartyCore
+from copur.transport.topology import Topology
 
 __all__ = ["FrontDoor", "serve_front_door"]
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from copur.bundle import load_bundle, load_party, read_manifest
 from copur.errors import BundleError
+from copur.science.bundle import load_bundle, load_party, read_manifest
 
 
 @pytest.fixture

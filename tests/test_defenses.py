@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from copur.defenses import DEFENSES, Engine
 from copur.errors import ConfigError
+from copur.science.defenses import DEFENSES, Engine
 
 M = 6
 

@@ -4,11 +4,11 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from copur.bundle import Bundle
 from copur.cli import app
-from copur.evaluate import EvalConfig, run_grid
-from copur.report import family_means, write_report
-from copur.scenarios import standard_grid
+from copur.evaluation.evaluate import EvalConfig, run_grid
+from copur.evaluation.grid import standard_grid
+from copur.evaluation.results_report import family_means, write_report
+from copur.science.bundle import Bundle
 
 
 def test_standard_grid_names_every_required_scenario() -> None:

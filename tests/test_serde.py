@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from copur.serde import (
+from copur_client.serde import (
     Certificate,
     Prediction,
     SerdeError,
@@ -10,7 +10,7 @@ from copur.serde import (
     predictions_from_proto,
     predictions_to_proto,
 )
-from copur.v1 import tensor_pb2
+from copur_client.v1 import tensor_pb2
 
 
 def test_tensor_round_trip_is_exact_little_endian_float32() -> None:

@@ -2,8 +2,8 @@
 
 import torch
 
-from copur.defenses import Engine
-from copur.suite import SuiteAttack, SuiteConfig, attack_suite, attacker_sets, group_name, run_suite
+from copur.evaluation.suite import SuiteAttack, SuiteConfig, attack_suite, attacker_sets, group_name, run_suite
+from copur.science.defenses import Engine
 
 M = 6
 #: deterministic attacks (no random draws), so that runs can be compared sample by sample

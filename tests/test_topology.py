@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from copur.errors import ConfigError
-from copur.topology import load_topology
+from copur.transport.topology import load_topology
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,9 +1,9 @@
 import torch
 
-from copur.bundle import Bundle
-from copur.config import ModelConfig, TrainConfig
-from copur.data import DatasetSpec, load_dataset
-from copur.train import block_mask, train_all
+from copur.science.bundle import Bundle
+from copur.science.config import ModelConfig, TrainConfig
+from copur.science.data import DatasetSpec, load_dataset
+from copur.science.train import block_mask, train_all
 
 
 def test_default_mfeat_training_reaches_target_accuracy(mfeat_bundle: Bundle) -> None:

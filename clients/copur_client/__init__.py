@@ -1,6 +1,5 @@
 """Client library for the CoPur fusion center and adversary control endpoint."""
 
-from copur.serde import Certificate, Prediction
 from copur_client.errors import (
     AuthError,
     BadRequest,
@@ -16,6 +15,7 @@ from copur_client.errors import (
 from copur_client.grpc_client import GrpcFusionClient, GrpcTls
 from copur_client.http import AdversaryControl, FusionClient
 from copur_client.table import predict_command, predictions_table
+from copur_client.wire import Certificate, Prediction
 
 __all__ = [
     "AdversaryControl",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from copur_client.wire import one_line
+
 __all__ = [
     "AuthError",
     "BadRequest",
@@ -14,14 +16,6 @@ __all__ = [
     "Unauthorized",
     "Unavailable",
 ]
-
-_MAX_DETAIL = 500
-
-
-def one_line(text: str, limit: int = _MAX_DETAIL) -> str:
-    """``text`` with its whitespace runs (newlines included) folded to single spaces, cut at ``limit``."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 class CopurClientError(Exception):

@@ -12,8 +12,6 @@ from typing import Self
 
 import grpc
 
-from copur.serde import Prediction, predict_request_to_proto, predictions_from_proto
-from copur.v1 import fusion_pb2_grpc
 from copur_client.errors import (
     BadRequest,
     CopurClientError,
@@ -26,6 +24,8 @@ from copur_client.errors import (
     Unavailable,
 )
 from copur_client.http import API_KEY_ENV, MAX_RETRY_AFTER_S, resolve_key
+from copur_client.serde import Prediction, predict_request_to_proto, predictions_from_proto
+from copur_client.v1 import fusion_pb2_grpc
 
 __all__ = ["GrpcFusionClient", "GrpcTls"]
 

@@ -14,7 +14,6 @@ from typing import Any, Self
 
 import httpx
 
-from copur.serde import Certificate, Prediction
 from copur_client.errors import (
     BadRequest,
     CopurClientError,
@@ -25,8 +24,8 @@ from copur_client.errors import (
     Timeout,
     Unauthorized,
     Unavailable,
-    one_line,
 )
+from copur_client.wire import Certificate, Prediction, one_line
 
 __all__ = ["ADMIN_KEY_ENV", "API_KEY_ENV", "AdversaryControl", "FusionClient", "prediction_from_json", "resolve_key"]
 
@@ -81,7 +80,7 @@ def _error_for(endpoint: str, response: httpx.Response, key_hint: str = "") -> C
 
 
 def prediction_from_json(item: Mapping[str, Any]) -> Prediction:
-    """One element of ``{"predictions": [...]}`` as a :class:`copur.serde.Prediction`."""
+    """One element of ``{"predictions": [...]}`` as a :class:`copur_client.serde.Prediction`."""
     cert = item.get("certificate")
     return Prediction(
         sample_id=int(item["sample_id"]),

@@ -6,10 +6,10 @@ import dataclasses
 import json
 from typing import Any
 
-from copur.serde import Certificate, Prediction
-from copur_client.errors import CopurClientError, one_line
+from copur_client.errors import CopurClientError
 from copur_client.grpc_client import GrpcFusionClient, TlsPaths
 from copur_client.http import FusionClient
+from copur_client.wire import Certificate, Prediction, one_line
 
 __all__ = ["certificate_summary", "predict_command", "predictions_json", "predictions_table"]
 

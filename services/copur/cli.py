@@ -10,11 +10,11 @@ from typing import Annotated, Any
 
 import typer
 
-from copur.auth.cli import keys_app
-from copur.bench.cli import bench_app
-from copur.clikit import guard as _guard
 from copur.errors import ConfigError
-from copur.tls.cli import certs_app
+from copur.evaluation.bench.cli import bench_app
+from copur.operations.certs_cli import certs_app
+from copur.operations.clikit import guard as _guard
+from copur.operations.keys_cli import keys_app
 
 __all__ = ["app", "main"]
 
@@ -61,12 +61,12 @@ def train(
     """Train the three stages on a data set and write a model bundle."""
 
     def run() -> None:
-        from copur.bundle import save_bundle
-        from copur.calibration import calibrate_bundle
-        from copur.config import ModelConfig, TrainConfig
-        from copur.data import DatasetSpec, load_dataset
-        from copur.device import resolve_device
-        from copur.train import train_all
+        from copur.science.bundle import save_bundle
+        from copur.science.calibration import calibrate_bundle
+        from copur.science.config import ModelConfig, TrainConfig
+        from copur.science.data import DatasetSpec, load_dataset
+        from copur.science.device import resolve_device
+        from copur.science.train import train_all
 
         spec = DatasetSpec(
             name=dataset,
@@ -120,7 +120,7 @@ def _summary(manifest: Any) -> str:
 
 
 def _print_summary(path: Path) -> None:
-    from copur.bundle import read_manifest
+    from copur.science.bundle import read_manifest
 
     typer.echo(_summary(read_manifest(path)))
 
@@ -134,7 +134,7 @@ def info(
     """Print a bundle's manifest: parties, dims, clean test accuracy."""
 
     def run() -> None:
-        from copur.bundle import load_bundle, read_manifest
+        from copur.science.bundle import load_bundle, read_manifest
 
         manifest = load_bundle(bundle).manifest if verify else read_manifest(bundle)
         if as_json:
@@ -154,7 +154,7 @@ def calibrate(
     """(Re)compute a bundle's block scales and flag thresholds on its clean validation split."""
 
     def run() -> None:
-        from copur.calibration import calibrate_bundle
+        from copur.science.calibration import calibrate_bundle
 
         cal = calibrate_bundle(bundle, quantile=quantile, factor=factor)
         for name, thr in cal["thresholds"].items():
@@ -204,11 +204,11 @@ def evaluate(
     beside the vote's certified floor, run the per-attack grid, and write the robustness report."""
 
     def run() -> None:
-        from copur.bundle import load_bundle
-        from copur.defenses import DEFENSES
-        from copur.device import resolve_device
-        from copur.evaluate import EvalConfig, run_grid
-        from copur.report import write_report
+        from copur.evaluation.evaluate import EvalConfig, run_grid
+        from copur.evaluation.results_report import write_report
+        from copur.science.bundle import load_bundle
+        from copur.science.defenses import DEFENSES
+        from copur.science.device import resolve_device
 
         unknown = [d for d in defense or () if d not in DEFENSES]
         if unknown:
@@ -292,9 +292,9 @@ def party(
     """Serve one party: gRPC Embed over its own feature columns and extractor (mTLS as party-<i>)."""
 
     def run() -> None:
-        from copur.party import serve_party
-        from copur.tls.credentials import process_identity
-        from copur.topology import service_name
+        from copur.roles.party import serve_party
+        from copur.transport.tls.credentials import process_identity
+        from copur.transport.topology import service_name
 
         tls = process_identity(tls_mode, tls_dir, service_name("party", party), host)
         _logging()
@@ -345,11 +345,11 @@ def adversary(
     def run() -> None:
         from pydantic import ValidationError
 
-        from copur.adversary import Policy, serve_adversary
-        from copur.adversary.policy import policy_error
-        from copur.auth.guard import load_authenticator
-        from copur.tls.credentials import process_identity
-        from copur.topology import service_name
+        from copur.roles.adversary import Policy, serve_adversary
+        from copur.roles.adversary.policy import policy_error
+        from copur.transport.auth.guard import load_authenticator
+        from copur.transport.tls.credentials import process_identity
+        from copur.transport.topology import service_name
 
         if party is None and tls_mode != "plaintext":
             raise ConfigError("--party is required with mTLS: it picks the certificate adversary-<party>")
@@ -383,7 +383,7 @@ def fusion(
     """Serve the fusion center: HTTP (FastAPI) and gRPC front doors, batching, the defense worker."""
 
     def run() -> None:
-        from copur.fusion import serve_fusion
+        from copur.roles.fusion import serve_fusion
 
         _logging()
         serve_fusion(config)
@@ -407,8 +407,8 @@ def probe(
         raise typer.Exit(code=2)
 
     def check() -> bool:
-        from copur.probe import probe_grpc, probe_http
-        from copur.tls.credentials import load_identity
+        from copur.transport.probe import probe_grpc, probe_http
+        from copur.transport.tls.credentials import load_identity
 
         tls = load_identity(tls_dir, tls_name) if tls_dir is not None and grpc_target is not None else None
         return (grpc_target is None or probe_grpc(grpc_target, timeout, tls)) and (
@@ -432,8 +432,8 @@ def up(
         import signal
         import threading
 
-        from copur.launcher import Cluster
-        from copur.topology import load_topology
+        from copur.operations.launcher import Cluster
+        from copur.transport.topology import load_topology
 
         topology = load_topology(config)
         cluster = Cluster(topology, config_path=config, log_dir=log_dir)
@@ -512,7 +512,7 @@ def demo(
     """Bring the cluster up, predict, flip one party through the adversary, predict again, shut down."""
 
     def run() -> None:
-        from copur.demo import run_demo
+        from copur.operations.demo import run_demo
 
         run_demo(config, log_dir=log_dir, samples=samples, say=typer.echo)
 
@@ -579,7 +579,7 @@ def scenario_run(
     ] = None,
 ) -> None:
     """Run a scenario's steps (policies, faults, predictions, expectations) and write the report."""
-    from copur_client.runner import scenario_command
+    from copur.evaluation.scenarios.runner import scenario_command
 
     code = scenario_command(
         file,

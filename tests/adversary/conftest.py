@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from adversary.support import PARTY, Clean, E, M, TableParty
-from copur.adversary import AdversaryApp
-from copur.bundle import Bundle
-from copur.data import load_dataset
-from copur.defenses import Engine
-from copur.v1 import party_pb2_grpc
+from copur.roles.adversary import AdversaryApp
+from copur.science.bundle import Bundle
+from copur.science.data import load_dataset
+from copur.science.defenses import Engine
+from copur_client.v1 import party_pb2_grpc
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from copur import serde
-from copur.v1 import party_pb2_grpc
+from copur_client.v1 import party_pb2_grpc
 
 __all__ = ["CLASSES", "FEATURES", "PARTY", "Clean", "E", "M", "TableParty", "embed"]
 

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from copur.adversary import AdversaryApp
-from copur.auth import Authenticator, load_keys_file
 from copur.errors import ConfigError
+from copur.roles.adversary import AdversaryApp
+from copur.transport.auth import Authenticator, load_keys_file
 
 
 @pytest.fixture

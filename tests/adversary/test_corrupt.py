@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from adversary.support import PARTY, Clean, E, M
-from copur.adversary import AdversaryContext, Policy, corrupt_block
-from copur.bundle import Bundle
 from copur.errors import ConfigError
+from copur.roles.adversary import AdversaryContext, Policy, corrupt_block
+from copur.science.bundle import Bundle
 
 
 @pytest.fixture

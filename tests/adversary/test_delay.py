@@ -14,10 +14,10 @@ from pydantic import ValidationError
 
 from adversary.support import Clean, embed
 from copur import serde
-from copur.adversary import AdversaryApp, Policy
-from copur.adversary.policy import MAX_DELAY_MS, policy_error
-from copur.v1 import party_pb2_grpc
-from copur_client.scenario import PolicyStep, ScenarioError, load_scenario
+from copur.evaluation.scenarios.schema import PolicyStep, ScenarioError, load_scenario
+from copur.roles.adversary import AdversaryApp, Policy
+from copur.roles.adversary.policy import MAX_DELAY_MS, policy_error
+from copur_client.v1 import party_pb2_grpc
 
 IDS = list(range(20))
 

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from adversary.support import PARTY, Clean, M
-from copur.adversary import AdversaryContext, Policy, corrupt_block
-from copur.adversary.corrupt import SIMULATED_DEFENSE, sia_donors_per_class
-from copur.attacks.search import FACTORS
-from copur.bundle import Bundle
-from copur.data import load_dataset
 from copur.errors import ConfigError
+from copur.roles.adversary import AdversaryContext, Policy, corrupt_block
+from copur.roles.adversary.corrupt import SIMULATED_DEFENSE, sia_donors_per_class
+from copur.science.attacks.search import FACTORS
+from copur.science.bundle import Bundle
+from copur.science.data import load_dataset
 
 OTHER = 4
 """A second party, colluding with PARTY."""

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from adversary.support import PARTY, TableParty, embed
-from copur.adversary import AdversaryApp
-from copur.bundle import Bundle
-from copur.data import load_dataset
-from copur.v1 import party_pb2_grpc
+from copur.roles.adversary import AdversaryApp
+from copur.science.bundle import Bundle
+from copur.science.data import load_dataset
+from copur_client.v1 import party_pb2_grpc
 
 IDS = list(range(100, 130))
 
@@ -94,7 +94,7 @@ def test_mimic_by_class_answers_the_partys_block_of_the_class_donor(
 def test_mimic_by_id_with_a_factor_answers_the_blend(
     control: httpx.Client, stub, every_block: np.ndarray, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="copur.adversary"):
+    with caplog.at_level(logging.INFO, logger="copur.roles.adversary"):
         put = control.put("/v1/policy", json={"attack": "mimic", "params": {"donor": 1500, "factor": 0.5}})
     out = embed(stub, IDS)
     metrics = control.get("/metrics").text

@@ -3,9 +3,9 @@ import threading
 import pytest
 from pydantic import ValidationError
 
-from copur.adversary import Policy, PolicyState
-from copur.adversary.policy import policy_error
-from copur.attacks import PGD, SIA, Flip, Mimic
+from copur.roles.adversary import Policy, PolicyState
+from copur.roles.adversary.policy import policy_error
+from copur.science.attacks import PGD, SIA, Flip, Mimic
 
 
 def test_the_default_policy_is_no_attack() -> None:

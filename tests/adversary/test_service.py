@@ -15,10 +15,10 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from adversary.support import PARTY, Clean, E, embed
 from copur import serde
-from copur.adversary import AdversaryApp, Policy, serve_adversary
-from copur.adversary.server import DROP_DETAILS
 from copur.errors import CopurError
-from copur.v1 import party_pb2, party_pb2_grpc
+from copur.roles.adversary import AdversaryApp, Policy, serve_adversary
+from copur.roles.adversary.server import DROP_DETAILS
+from copur_client.v1 import party_pb2, party_pb2_grpc
 
 IDS = list(range(40))
 
@@ -132,7 +132,7 @@ def test_a_refused_policy_is_a_one_line_422_and_changes_nothing(control, body: d
 
 
 def test_a_policy_change_logs_one_key_value_line(control, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="copur.adversary"):
+    with caplog.at_level(logging.INFO, logger="copur.roles.adversary"):
         _put(control, "flip", amp=4)
 
     lines = [r.getMessage() for r in caplog.records if "event=policy_change" in r.getMessage()]

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from copur.attacks import ATTACKS, AttackContext, make_attack
-from copur.defenses import Engine
 from copur.errors import ConfigError
-from copur.scenarios import PGD_STEP
+from copur.evaluation.grid import PGD_STEP
+from copur.science.attacks import ATTACKS, AttackContext, make_attack
+from copur.science.defenses import Engine
 
 M, E = 6, 16
 

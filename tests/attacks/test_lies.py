@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from copur.attacks import AttackContext, Verdict, make_attack
-from copur.attacks.search import nearest_donors
-from copur.defenses import Engine
 from copur.errors import ConfigError
+from copur.science.attacks import AttackContext, Verdict, make_attack
+from copur.science.attacks.search import nearest_donors
+from copur.science.defenses import Engine
 
 M, E = 6, 16
 

@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 import torch
 
-from copur.attacks import ATTACKS, AttackContext, make_attack
-from copur.defenses import Engine
+from copur.science.attacks import ATTACKS, AttackContext, make_attack
+from copur.science.defenses import Engine
 
 M = 6
 #: the baselines the others are measured against, and the missing-party events (not meant to be strong)

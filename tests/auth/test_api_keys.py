@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from copur.auth import (
+from copur.cli import app
+from copur.errors import ConfigError
+from copur.transport.auth import (
     Authenticator,
     PermissionDenied,
     RateLimited,
@@ -24,11 +26,9 @@ from copur.auth import (
     load_keys_file,
     parse_bearer,
 )
-from copur.auth.keys import KeyEntry, KeysFile
-from copur.auth.ratelimit import TokenBucket
-from copur.cli import app
-from copur.errors import ConfigError
-from copur.topology import load_topology
+from copur.transport.auth.keys import KeyEntry, KeysFile
+from copur.transport.auth.ratelimit import TokenBucket
+from copur.transport.topology import load_topology
 
 # --- keys files ------------------------------------------------------------------------------------------
 
@@ -167,7 +167,7 @@ def test_verification_compares_every_entry_with_compare_digest(monkeypatch: pyte
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr("copur.auth.guard.hmac.compare_digest", spy)
+    monkeypatch.setattr("copur.transport.auth.guard.hmac.compare_digest", spy)
     auth = _auth(("first", "k1", ("predict",), None), ("second", "k2", ("predict",), None), *STANDARD)
     # Execute
     found = auth.authorize("Bearer k1", "predict")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from copur.bench.serve import _bench_topology
-from copur.topology import load_topology
+from copur.evaluation.bench.serve import _bench_topology
+from copur.transport.topology import load_topology
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from copur.bench.report import evaluate_targets, format_number, load_bench_json, render_performance
 from copur.errors import ConfigError
+from copur.evaluation.bench.report import evaluate_targets, format_number, load_bench_json, render_performance
 
 COMMANDS = {
     "purifier": "copur bench purifier --json runs/bench/purifier.json",

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from copur.bench.serve import bench_serve
+from copur.evaluation.bench.serve import bench_serve
 
 
 class KeyedStub:

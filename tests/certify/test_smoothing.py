@@ -3,9 +3,9 @@ from statistics import NormalDist
 import pytest
 import torch
 
-from copur.certify.smoothing import ABSTAIN, SmoothingConfig, sample_counts, smoothed_certify, smoothed_predict
-from copur.certify.stats import clopper_pearson_lower
 from copur.errors import ConfigError
+from copur.science.certify.smoothing import ABSTAIN, SmoothingConfig, sample_counts, smoothed_certify, smoothed_predict
+from copur.science.certify.stats import clopper_pearson_lower
 
 SIGMA = 0.5
 

@@ -3,7 +3,7 @@ import math
 import pytest
 from scipy import stats
 
-from copur.certify.stats import binom_tail, binom_test_half, clopper_pearson_lower
+from copur.science.certify.stats import binom_tail, binom_test_half, clopper_pearson_lower
 
 TAIL_NS = [1, 2, 7, 50, 1000, 100_000]
 TAIL_PS = [1e-9, 0.001, 0.1, 0.3, 0.5, 0.7, 0.99, 1 - 1e-9]

@@ -3,8 +3,9 @@ import itertools
 import pytest
 import torch
 
-from copur.certify.smoothing import ABSTAIN
-from copur.certify.vote import (
+from copur.errors import ConfigError
+from copur.science.certify.smoothing import ABSTAIN
+from copur.science.certify.vote import (
     certified_accuracy,
     certified_parties,
     changeable_voters,
@@ -12,7 +13,6 @@ from copur.certify.vote import (
     tally,
     vote_predict,
 )
-from copur.errors import ConfigError
 
 NUM_CLASSES = 3
 CHOICES = torch.tensor([ABSTAIN, *range(NUM_CLASSES)], dtype=torch.int64)

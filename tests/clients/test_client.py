@@ -22,8 +22,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from clusterkit import free_ports
-from copur.serde import Certificate, Prediction, predict_request_from_proto, predictions_to_proto
-from copur.v1 import fusion_pb2_grpc
 from copur_client import (
     AdversaryControl,
     BadRequest,
@@ -37,6 +35,8 @@ from copur_client import (
     predict_command,
     predictions_table,
 )
+from copur_client.serde import Certificate, Prediction, predict_request_from_proto, predictions_to_proto
+from copur_client.v1 import fusion_pb2_grpc
 
 # Values exactly representable in float32, so the gRPC path (repeated float) round-trips them unchanged.
 CLASS_NAMES = [f"digit-{k}" for k in range(10)]

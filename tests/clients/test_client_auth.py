@@ -17,8 +17,6 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from copur.serde import predictions_to_proto
-from copur.v1 import fusion_pb2_grpc
 from copur_client import (
     AdversaryControl,
     BadRequest,
@@ -30,6 +28,8 @@ from copur_client import (
     Unauthorized,
     predict_command,
 )
+from copur_client.serde import predictions_to_proto
+from copur_client.v1 import fusion_pb2_grpc
 
 
 class Seen:

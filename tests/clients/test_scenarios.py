@@ -14,14 +14,14 @@ import torch
 import yaml
 
 from clusterkit import alive, free_ports
-from copur.attacks import AttackContext, make_attack
-from copur.bundle import load_bundle
-from copur.data import load_dataset
-from copur.defenses import Engine
-from copur.launcher import Cluster
-from copur.topology import load_topology
-from copur_client.runner import run_scenario, sample_ids, scenario_command
-from copur_client.scenario import ScenarioError, load_scenario, parse_scenario
+from copur.evaluation.scenarios.runner import run_scenario, sample_ids, scenario_command
+from copur.evaluation.scenarios.schema import ScenarioError, load_scenario, parse_scenario
+from copur.operations.launcher import Cluster
+from copur.science.attacks import AttackContext, make_attack
+from copur.science.bundle import load_bundle
+from copur.science.data import load_dataset
+from copur.science.defenses import Engine
+from copur.transport.topology import load_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "clients" / "scenarios"

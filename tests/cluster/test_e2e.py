@@ -22,16 +22,16 @@ import torch
 import yaml
 
 from clusterkit import alive, free_ports
-from copur.attacks import AttackContext, make_attack
-from copur.auth import dev_key
-from copur.bundle import load_bundle
-from copur.data import load_dataset
-from copur.defenses import Engine
-from copur.probe import probe_grpc
-from copur.serde import predict_request_to_proto, predictions_from_proto
-from copur.tls.credentials import load_identity
-from copur.topology import load_topology
-from copur.v1 import fusion_pb2_grpc
+from copur.science.attacks import AttackContext, make_attack
+from copur.science.bundle import load_bundle
+from copur.science.data import load_dataset
+from copur.science.defenses import Engine
+from copur.transport.auth import dev_key
+from copur.transport.probe import probe_grpc
+from copur.transport.tls.credentials import load_identity
+from copur.transport.topology import load_topology
+from copur_client.serde import predict_request_to_proto, predictions_from_proto
+from copur_client.v1 import fusion_pb2_grpc
 
 IDS = list(range(0, 2000, 25))  # 80 samples spread over the data set
 

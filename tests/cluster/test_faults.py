@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from clusterkit import running_cluster, wait_for
-from copur.launcher import Cluster
+from copur.operations.launcher import Cluster
 from copur_client import CopurClientError, FusionClient
 
 DEADLINE_MS = 2000.0

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from copur.launcher import Cluster, ClusterError
-from copur.topology import load_topology
+from copur.operations.launcher import Cluster, ClusterError
+from copur.transport.topology import load_topology
 
 
 def test_a_process_that_dies_while_starting_is_reported_by_name(tmp_path: Path, tls_dir: Path) -> None:

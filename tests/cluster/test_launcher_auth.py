@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from copur.auth import init_keys
-from copur.launcher import Cluster, ClusterError
-from copur.topology import load_topology
+from copur.operations.launcher import Cluster, ClusterError
+from copur.transport.auth import init_keys
+from copur.transport.topology import load_topology
 
 
 def _config(tmp_path: Path, auth: dict[str, str]) -> Path:

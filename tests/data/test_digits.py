@@ -1,7 +1,7 @@
 import numpy as np
 from sklearn.datasets import load_digits
 
-from copur.data import DatasetSpec, load_dataset
+from copur.science.data import DatasetSpec, load_dataset
 
 
 def test_digits_quadrants_reassemble_the_image() -> None:

@@ -3,14 +3,14 @@ from importlib import resources
 
 import numpy as np
 
-from copur.data import DatasetSpec, load_dataset
-from copur.data.mfeat import MFEAT_SHA256
+from copur.science.data import DatasetSpec, load_dataset
+from copur.science.data.mfeat import MFEAT_SHA256
 
 
 def test_embedded_file_matches_recorded_checksum() -> None:
     # Prepare
-    raw = resources.files("copur.data").joinpath("mfeat.npz").read_bytes()
-    provenance = resources.files("copur.data").joinpath("PROVENANCE.md").read_text()
+    raw = resources.files("copur.science.data").joinpath("mfeat.npz").read_bytes()
+    provenance = resources.files("copur.science.data").joinpath("PROVENANCE.md").read_text()
 
     # Execute
     digest = hashlib.sha256(raw).hexdigest()

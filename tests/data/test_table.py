@@ -3,8 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from copur.data import DatasetSpec, load_dataset
 from copur.errors import DataError
+from copur.science.data import DatasetSpec, load_dataset
 
 
 def _write(path: Path, rows: int = 50) -> Path:

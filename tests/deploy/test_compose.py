@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from copur.topology import Topology, load_topology, service_name
+from copur.transport.topology import Topology, load_topology, service_name
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"

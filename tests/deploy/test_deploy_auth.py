@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from copur.topology import load_topology
+from copur.transport.topology import load_topology
 
 REPO = Path(__file__).resolve().parents[2]
 KEYS_IN_CONTAINERS = "/certs/api-keys.json"

@@ -16,7 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from copur.topology import Topology, load_topology, service_name
+from copur.transport.topology import Topology, load_topology, service_name
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"

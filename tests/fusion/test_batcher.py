@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from copur.fusion.batcher import Batcher, Job
+from copur.roles.fusion.batcher import Batcher, Job
 
 
 class Recorder:

@@ -14,10 +14,10 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from copur.auth import add_key, dev_key, init_keys
-from copur.defenses import DEFENSES
-from copur.serde import predict_request_to_proto, predictions_from_proto
-from copur.v1 import fusion_pb2_grpc
+from copur.science.defenses import DEFENSES
+from copur.transport.auth import add_key, dev_key, init_keys
+from copur_client.serde import predict_request_to_proto, predictions_from_proto
+from copur_client.v1 import fusion_pb2_grpc
 from frontdoor import FrontDoor, serve_front_door
 
 MAX_BODY = 4096

@@ -22,14 +22,14 @@ import numpy as np
 import pytest
 import torch
 
-from copur.bundle import Bundle
-from copur.fusion import FusionHandler, FusionSettings
-from copur.fusion.http_api import create_http_app
-from copur.fusion.worker import DefenseResult, Worker
-from copur.party import PartyApp, PartyCore
-from copur.serde import embed_response, party_info_to_proto
-from copur.topology import FusionNode
-from copur.v1 import party_pb2, party_pb2_grpc, tensor_pb2
+from copur.roles.fusion import FusionHandler, FusionSettings
+from copur.roles.fusion.http_api import create_http_app
+from copur.roles.fusion.worker import DefenseResult, Worker
+from copur.roles.party import PartyApp, PartyCore
+from copur.science.bundle import Bundle
+from copur.transport.topology import FusionNode
+from copur_client.serde import embed_response, party_info_to_proto
+from copur_client.v1 import party_pb2, party_pb2_grpc, tensor_pb2
 
 LIAR = 2
 M = 6

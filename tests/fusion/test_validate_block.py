@@ -1,6 +1,6 @@
 import numpy as np
 
-from copur.fusion.parties import validate_block
+from copur.roles.fusion.parties import validate_block
 
 
 def test_good_block_is_valid() -> None:

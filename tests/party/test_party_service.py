@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from copur.bundle import Bundle
-from copur.data import load_dataset
-from copur.party import PartyApp, PartyCore
-from copur.probe import probe_grpc
-from copur.serde import array_from_proto, array_to_proto, embed_request
-from copur.v1 import party_pb2, party_pb2_grpc
+from copur.roles.party import PartyApp, PartyCore
+from copur.science.bundle import Bundle
+from copur.science.data import load_dataset
+from copur.transport.probe import probe_grpc
+from copur_client.serde import array_from_proto, array_to_proto, embed_request
+from copur_client.v1 import party_pb2, party_pb2_grpc
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import itertools
 import pytest
 import torch
 
-from copur.defenses import Engine
 from copur.errors import ConfigError
-from copur.purify import Bank, ConsensusConfig, ConsensusPurifier
-from copur.purify.bank import hypothesis_costs, nearest_unit, subset_hypotheses
+from copur.science.defenses import Engine
+from copur.science.purify import Bank, ConsensusConfig, ConsensusPurifier
+from copur.science.purify.bank import hypothesis_costs, nearest_unit, subset_hypotheses
 
 M, E = 6, 16
 

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from copur.defenses import Engine
-from copur.models import AutoEncoder
-from copur.purify import ReferencePurifier, RobustPurifier, block_scales, flag_thresholds
-from copur.purify.decode import adam_descent
-from copur.purify.fastgrad import LeakyMLP, block_grad
+from copur.science.defenses import Engine
+from copur.science.models import AutoEncoder
+from copur.science.purify import ReferencePurifier, RobustPurifier, block_scales, flag_thresholds
+from copur.science.purify.decode import adam_descent
+from copur.science.purify.fastgrad import LeakyMLP, block_grad
 
 M = 6
 
@@ -142,8 +142,8 @@ def test_fast_path_output_is_usable_in_autograd(engine: Engine, test_batch) -> N
 def test_reference_fast_path_with_staggered_early_stops(stop_grad: float) -> None:
     """The bench's NUS-WIDE-shaped AE: all 100 steps at the default threshold, rows stopping at different
     steps at 0.2 (the compaction and the step in the first layer's pre-activation), autograd's iterates."""
-    from copur.bench.purifier import nus_autoencoder, nus_inputs
-    from copur.purify import ReferenceConfig
+    from copur.evaluation.bench.purifier import nus_autoencoder, nus_inputs
+    from copur.science.purify import ReferenceConfig
 
     ae = nus_autoencoder()
     h = nus_inputs(ae, 64)

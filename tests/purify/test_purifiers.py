@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from copur.defenses import Engine
-from copur.purify import PURIFIERS, flag_thresholds
+from copur.science.defenses import Engine
+from copur.science.purify import PURIFIERS, flag_thresholds
 
 M = 6
 
@@ -76,7 +76,7 @@ def test_copur_rows_are_independent_of_the_batch(engine: Engine, test_batch, nam
 
 def test_reference_stops_early_per_sample(engine: Engine, test_batch) -> None:
     # With a huge stop threshold every sample stops at once: step 1 is then the identity on AE(h).
-    from copur.purify import ReferenceConfig, ReferencePurifier
+    from copur.science.purify import ReferenceConfig, ReferencePurifier
 
     h, _ = test_batch
     ref = engine.purifier("copur-ref")

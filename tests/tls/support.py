@@ -8,12 +8,12 @@ import grpc
 import numpy as np
 import torch
 
-from copur.models import PartyExtractor
-from copur.party import PartyApp, PartyCore
-from copur.serde import PartyInfo
-from copur.tls.certs import write_certs
-from copur.tls.credentials import TlsIdentity
-from copur.v1 import party_pb2, party_pb2_grpc
+from copur.roles.party import PartyApp, PartyCore
+from copur.science.models import PartyExtractor
+from copur.transport.tls.certs import write_certs
+from copur.transport.tls.credentials import TlsIdentity
+from copur_client.serde import PartyInfo
+from copur_client.v1 import party_pb2, party_pb2_grpc
 
 __all__ = ["NAMES", "call_info", "make_certs", "tiny_party", "without_client_cert"]
 

@@ -10,11 +10,11 @@ import grpc
 import numpy as np
 import pytest
 
-from copur.adversary import AdversaryApp
-from copur.party import PartyApp, PartyCore
-from copur.serde import array_from_proto, embed_request
-from copur.tls.credentials import load_identity
-from copur.v1 import party_pb2_grpc
+from copur.roles.adversary import AdversaryApp
+from copur.roles.party import PartyApp, PartyCore
+from copur.transport.tls.credentials import load_identity
+from copur_client.serde import array_from_proto, embed_request
+from copur_client.v1 import party_pb2_grpc
 from tls.support import call_info, tiny_party, without_client_cert
 
 PARTY = 1

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from copur.cli import app
 from copur.errors import ConfigError
-from copur.tls.certs import service_names, write_certs
-from copur.topology import load_topology
+from copur.transport.tls.certs import service_names, write_certs
+from copur.transport.topology import load_topology
 
 REPO = Path(__file__).resolve().parents[2]
 EXPECTED = [f"party-{i}" for i in range(6)] + ["adversary-1", "fusion", "client"]

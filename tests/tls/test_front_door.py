@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from clusterkit import free_ports
 from copur.cli import app
-from copur.fusion.grpc_api import create_grpc_server, mark_serving
-from copur.serde import Prediction
-from copur.tls.credentials import load_identity
+from copur.roles.fusion.grpc_api import create_grpc_server, mark_serving
+from copur.transport.tls.credentials import load_identity
 from copur_client import CopurClientError, GrpcFusionClient, GrpcTls, Unavailable, predict_command
+from copur_client.serde import Prediction
 
 PLAINTEXT = ["--tls-mode", "plaintext"]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from copur.party import PartyApp
-from copur.probe import probe_grpc
-from copur.tls.credentials import load_identity
+from copur.roles.party import PartyApp
+from copur.transport.probe import probe_grpc
+from copur.transport.tls.credentials import load_identity
 from tls.support import call_info, tiny_party, without_client_cert
 
 

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from copur.errors import ConfigError
-from copur.tls.credentials import identity_for, load_identity
-from copur.topology import is_loopback, load_topology
+from copur.transport.tls.credentials import identity_for, load_identity
+from copur.transport.topology import is_loopback, load_topology
 
 BASE = {"bundle": "b", "parties": [{"index": 0, "port": 50051}], "fusion": {"http_port": 8080, "grpc_port": 50050}}
 

@@ -1,0 +1,275 @@
+"""``copur bench purifier|serve|report``: the benchmark commands (a sub-app of the ``copur`` CLI)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from copur.errors import ConfigError
+from copur.operations.clikit import guard as _guard
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["bench_app"]
+
+bench_app = typer.Typer(
+    help="Benchmarks: the purifiers' throughput and latency, the service under load, docs/PERFORMANCE.md.",
+    no_args_is_help=True,
+)
+
+# `--batch-sizes 1 8 64`: click gives an option one value, the others arrive as extra arguments.
+_LIST_OPTION = {"allow_extra_args": True}
+PURIFIER_BATCH_SIZES = (1, 8, 64, 512, 4096)
+SERVE_CONCURRENCY = (1, 8, 64)
+
+
+def _int_list(option: str, values: list[str] | None, extra: list[str], default: tuple[int, ...]) -> list[int]:
+    """Whole numbers >= 1 given as ``--opt 1 8 64``, ``--opt 1,8,64`` or ``--opt 1 --opt 8``."""
+    if extra and not values:
+        raise ConfigError(f"unexpected argument '{extra[0]}'")
+    tokens = [t for v in [*(values or ()), *extra] for t in v.replace(",", " ").split()]
+    bad = [t for t in tokens if not (t.isascii() and t.isdigit()) or int(t) < 1]
+    if bad:
+        raise ConfigError(f"{option}: '{bad[0]}' is not a whole number >= 1")
+    return [int(t) for t in tokens] or list(default)
+
+
+def _bench_device(name: str) -> torch.device:
+    """``--device``: cpu, cuda[:k] or auto; cuda without a CUDA device is an error."""
+    import re
+
+    import torch
+
+    from copur.science.device import resolve_device
+
+    if name not in ("cpu", "auto") and not re.fullmatch(r"cuda(:\d+)?", name):
+        raise ConfigError(f"--device: unknown device '{name}' (use cpu, cuda or auto)")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: no CUDA device is available")
+    return resolve_device(name)
+
+
+def _purifier_argv(device: str, sizes: list[int], bundle: str, min_seconds: float, threads: int | None) -> list[str]:
+    argv = ["copur", "bench", "purifier", "--device", device, "--batch-sizes", ",".join(map(str, sizes))]
+    argv += ["--bundle", bundle, "--min-seconds", str(min_seconds)]
+    return argv + (["--threads", str(threads)] if threads else [])
+
+
+@bench_app.command("purifier", context_settings=_LIST_OPTION)
+def bench_purifier_command(
+    ctx: typer.Context,
+    json_path: Annotated[Path, typer.Option("--json", help="Where to write the results (JSON).")],
+    device: Annotated[
+        str, typer.Option(help="cpu, cuda (an error when no CUDA device is present) or auto (cuda when present).")
+    ] = "cpu",
+    batch_sizes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--batch-sizes",
+            metavar="N[,N...]",
+            help="Batch sizes to time: `--batch-sizes 1 8 64`, `--batch-sizes 1,8,64` or the option repeated. "
+            "[default: 1 8 64 512 4096]",
+            show_default=False,
+        ),
+    ] = None,
+    bundle: Annotated[
+        str,
+        typer.Option(
+            help="Bundle for the mfeat shape (its autoencoder, calibration and test embeddings); without a bundle "
+            "there the mfeat shape is skipped with a note."
+        ),
+    ] = "runs/mfeat",
+    min_seconds: Annotated[float, typer.Option(min=0.0, help="Repeat each measurement for at least this long.")] = 1.0,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="torch intra-op threads (default: the cores this process may use).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Print each measurement as it is taken.")] = True,
+) -> None:
+    """Time the batched purifiers copur-ref and copur; write samples/s, latency and GFLOP/s as JSON.
+
+    Shapes: nus-wide, an autoencoder 240-200-150-200-240 with seeded
+    orthogonal weights (4 parties x 60 dims) and inputs near its manifold;
+    mfeat, the bundle's autoencoder, calibration and test embeddings.
+
+    For each shape, purifier and batch size one purify call is repeated for
+    at least --min-seconds: samples/s, ms per sample, ms per batch, and the
+    effective GFLOP/s of the algorithm's nominal work (early stops counted),
+    beside a measured float32 matmul peak. Then copur-ref one sample at a
+    time in a Python loop at nus-wide (its default path, and autograd per
+    step as the public code does), and the batched speedup over each.
+    """
+
+    def run() -> None:
+        from copur.evaluation.bench.purifier import bench_purifier, write_purifier_bench
+
+        sizes = _int_list("--batch-sizes", batch_sizes, ctx.args, PURIFIER_BATCH_SIZES)
+        dev = _bench_device(device)
+        try:
+            result = bench_purifier(
+                device=dev,
+                batch_sizes=sizes,
+                bundle=bundle,
+                min_seconds=min_seconds,
+                progress=progress,
+                threads=threads,
+            )
+        except FileNotFoundError as exc:  # a bundle without calibration.json
+            raise ConfigError(f"--bundle: {exc}") from None
+        argv = _purifier_argv(device, sizes, bundle, min_seconds, threads)
+        result["command"] = shlex.join([*argv, "--json", str(json_path)])
+        typer.echo(f"wrote {write_purifier_bench(result, json_path)}")
+
+    _guard(run)
+
+
+def _serve_argv(url: str | None, config: Path, batching: str, levels: list[int], **numbers: object) -> list[str]:
+    argv = ["copur", "bench", "serve", *(["--url", url] if url else ["--up", "--config", str(config)])]
+    argv += ["--batching", batching, "--concurrency", ",".join(map(str, levels))]
+    return argv + [a for key, value in numbers.items() for a in (f"--{key.replace('_', '-')}", str(value))]
+
+
+def _record_command(json_path: Path, command: str) -> None:
+    """Add the command line to the JSON report ``serve_command`` wrote."""
+    report = json.loads(json_path.read_text())
+    report["command"] = command
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+@bench_app.command("serve", context_settings=_LIST_OPTION)
+def bench_serve_command(
+    ctx: typer.Context,
+    json_path: Annotated[Path, typer.Option("--json", help="Where to write the results (JSON).")],
+    url: Annotated[str | None, typer.Option(help="Fusion center HTTP URL of a running cluster.")] = None,
+    up: Annotated[
+        bool, typer.Option("--up", help="Start the cluster of --config (adversaries honest), bench it, stop it.")
+    ] = False,
+    config: Annotated[Path, typer.Option(help="Topology that --up starts.")] = Path("deploy/cluster.yaml"),
+    batching: Annotated[
+        str | None,
+        typer.Option(
+            help="on, off or both (--up starts the cluster once per setting; default both). With --url: the "
+            "running cluster's setting, used as the label (default on).",
+            show_default=False,
+        ),
+    ] = None,
+    concurrency: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="N[,N...]",
+            help="Concurrent clients per level: `--concurrency 1 8 64`, `1,8,64` or the option repeated. "
+            "[default: 1 8 64]",
+            show_default=False,
+        ),
+    ] = None,
+    requests: Annotated[int, typer.Option(min=1, help="Most requests per level.")] = 20000,
+    duration: Annotated[float, typer.Option(min=0.001, help="Most seconds per level (no new request after).")] = 20.0,
+    ids_per_request: Annotated[int, typer.Option(min=1, help="Sample ids per request.")] = 1,
+    defense: Annotated[str, typer.Option(help="Defense each request asks for.")] = "copur",
+    warmup: Annotated[int, typer.Option(min=0, help="Uncounted requests before each level.")] = 20,
+    log_dir: Annotated[Path | None, typer.Option(help="Where the --up cluster logs (default: a temp dir).")] = None,
+    start_timeout: Annotated[float, typer.Option(help="Seconds to wait for the --up cluster to be ready.")] = 180.0,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            help="API key with scope predict (default: the --up cluster's development key, else $COPUR_API_KEY)."
+        ),
+    ] = None,
+) -> None:
+    """Load the fusion center's POST /v1/predict; write throughput, latency, errors, peak RSS as JSON.
+
+    Each concurrency level runs that many concurrent clients over keep-alive
+    connections for at most --requests requests or --duration seconds.
+    Latency percentiles (p50/p95/p99/max) cover every request; errors count
+    non-200 answers by status and transport failures by name; the peak
+    resident memory of each cluster process is sampled during the run.
+    """
+
+    def run() -> int:
+        from copur.evaluation.bench.serve import serve_command
+
+        levels = _int_list("--concurrency", concurrency, ctx.args, SERVE_CONCURRENCY)
+        if up and url is not None:
+            raise ConfigError("give --url of a running fusion center or --up, not both")
+        if up and not config.is_file():
+            raise ConfigError(f"--config: {config} not found")
+        mode = batching or ("both" if up else "on")
+        numbers = {"requests": requests, "duration": duration, "ids_per_request": ids_per_request}
+        code = serve_command(
+            url=url,
+            config=config,
+            json_path=json_path,
+            up=up,
+            batching=mode,
+            concurrency=levels,
+            duration_s=duration,
+            requests=requests,
+            ids_per_request=ids_per_request,
+            defense=defense,
+            warmup=warmup,
+            log_dir=log_dir,
+            start_timeout=start_timeout,
+            echo=lambda line: typer.echo(line, err=line.startswith("error:")),
+            api_key=api_key,
+        )
+        if code == 0:
+            argv = _serve_argv(url, config, mode, levels, **numbers, defense=defense, warmup=warmup)
+            _record_command(json_path, shlex.join([*argv, "--json", str(json_path)]))
+        return code
+
+    raise typer.Exit(code=_guard(run))
+
+
+@bench_app.command("report")
+def bench_report_command(
+    purifier: Annotated[
+        Path | None, typer.Option(help="JSON from `copur bench purifier` (its sections are left out without it).")
+    ] = None,
+    serve: Annotated[
+        Path | None, typer.Option(help="JSON from `copur bench serve` (its sections are left out without it).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Markdown file to write.")] = Path("docs/PERFORMANCE.md"),
+) -> None:
+    """Render docs/PERFORMANCE.md from the benchmarks' JSON: machine, tables, targets met or not.
+
+    The targets are judged from the numbers in the files: batched copur-ref
+    >= 50x its one-sample loop and >= 1000 samples/s (nus-wide); copur
+    single-sample latency <= 15 ms; the service with batching on and defense
+    copur at concurrency 64 >= 500 predictions/s, p99 <= 250 ms, no errors;
+    p50 <= 25 ms at concurrency 1.
+    """
+
+    def run() -> None:
+        import datetime
+
+        from copur.evaluation.bench.report import load_bench_json, render_performance, write_performance
+
+        if purifier is None and serve is None:
+            raise ConfigError("give --purifier FILE, --serve FILE or both")
+        bench = load_bench_json(purifier, "purifier") if purifier is not None else None
+        served = load_bench_json(serve, "serve") if serve is not None else None
+        argv = ["copur", "bench", "report"]
+        argv += [*(["--purifier", str(purifier)] if purifier else []), *(["--serve", str(serve)] if serve else [])]
+        commands = {
+            "purifier": _recorded(bench, f"copur bench purifier --json {purifier}"),
+            "serve": _recorded(served, f"copur bench serve --up --config deploy/cluster.yaml --json {serve}"),
+            "report": shlex.join([*argv, "--out", str(out)]),
+        }
+        commands = {k: v for k, v in commands.items() if v}
+        today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+        markdown = render_performance(bench, served, commands=commands, generated=today)
+        typer.echo(f"wrote {write_performance(markdown, out)}")
+
+    _guard(run)
+
+
+def _recorded(report: dict[str, Any] | None, fallback: str) -> str:
+    """The command line a bench report recorded, else ``fallback`` (empty when there is no report)."""
+    if report is None:
+        return ""
+    command = report.get("command")
+    return command if isinstance(command, str) else fallback

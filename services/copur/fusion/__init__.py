@@ -1,6 +1,0 @@
-"""The fusion center role: transport-free handler, batcher, worker, and thin HTTP / gRPC adapters."""
-
-from copur.fusion.app import build_handler, run_fusion, serve_fusion
-from copur.fusion.handler import FusionHandler, FusionSettings
-
-__all__ = ["FusionHandler", "FusionSettings", "build_handler", "run_fusion", "serve_fusion"]

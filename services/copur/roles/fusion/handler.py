@@ -1,0 +1,225 @@
+"""The fusion center's transport-free handler: validate -> batch -> fetch -> defend -> answer.
+Both front doors (FastAPI, gRPC) are thin adapters over :class:`FusionHandler`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from copur.roles.fusion.batcher import Batcher, Job
+from copur.roles.fusion.metrics import FusionMetrics
+from copur.roles.fusion.parties import Fetched, PartyPool
+from copur.roles.fusion.worker import DefenseResult, Worker
+from copur.science.bundle import Bundle
+from copur.science.defenses import DEFENSES
+from copur.transport.grpcutil import InvalidRequest, NotFound, TooLarge, Unavailable
+from copur.transport.tls.credentials import TlsIdentity
+from copur.transport.topology import FusionNode
+from copur_client.serde import Certificate, Prediction
+
+__all__ = ["FusionHandler", "FusionSettings"]
+
+log = logging.getLogger("copur.roles.fusion")
+MAX_NORM_FACTOR = 1000.0  # a block above 1000x its party's typical clean norm is garbage, not an embedding
+
+
+@dataclass(frozen=True, kw_only=True)
+class FusionSettings:
+    """The topology's fusion section plus the party targets; ``tls``: the fusion center's identity for
+    mTLS (None: plaintext), ``peer_names``: the certificate name each target must present."""
+
+    node: FusionNode
+    targets: list[str]
+    tls: TlsIdentity | None = None
+    peer_names: tuple[str, ...] = ()
+
+
+class FusionHandler:
+    def __init__(self, *, bundle: Bundle, worker: Worker, settings: FusionSettings) -> None:
+        self.bundle = bundle
+        self.worker = worker
+        self.node = settings.node
+        self.targets = settings.targets
+        self.settings = settings
+        self.metrics = FusionMetrics()
+        self.num_parties = bundle.manifest.num_parties
+        self.num_samples = bundle.manifest.num_samples
+        if len(self.targets) != self.num_parties:
+            raise InvalidRequest(f"topology has {len(self.targets)} parties, bundle has {self.num_parties}")
+        if self.node.default_defense not in DEFENSES:
+            raise InvalidRequest(f"default defense '{self.node.default_defense}' is unknown")
+        self.pool: PartyPool | None = None
+        self.batcher: Batcher | None = None
+        self._probe_task: asyncio.Task[None] | None = None
+        self.parties_up = 0
+
+    async def start(self) -> None:
+        """Create the party clients and the batcher inside the running loop; probe the parties."""
+        assert self.bundle.calibration is not None
+        scale = np.asarray(self.bundle.calibration["block_scale"], dtype=np.float64)
+        self.pool = PartyPool(
+            targets=self.targets,
+            emb_dim=int(self.bundle.manifest.model["emb_dim"]),
+            num_samples=self.num_samples,
+            max_norms=list(scale * MAX_NORM_FACTOR),
+            deadline_s=self.node.deadline_ms / 1000.0,
+            metrics=self.metrics,
+            tls=self.settings.tls,
+            peer_names=self.settings.peer_names,
+        )
+        self.batcher = Batcher(
+            process=self._process,
+            max_batch=self.node.max_batch,
+            max_delay_ms=self.node.max_delay_ms,
+            enabled=self.node.batching,
+        )
+        self.batcher.start()
+        self.parties_up = await self.pool.probe(self.num_parties)
+        self._probe_task = asyncio.get_running_loop().create_task(self._probe_forever())
+
+    async def _probe_forever(self) -> None:
+        assert self.pool is not None
+        while True:
+            await asyncio.sleep(2.0)
+            self.parties_up = await self.pool.probe(self.num_parties)
+
+    async def stop(self) -> None:
+        if self._probe_task is not None:
+            self._probe_task.cancel()
+        if self.batcher is not None:
+            await self.batcher.stop()
+        if self.pool is not None:
+            await self.pool.close()
+
+    @property
+    def ready(self) -> bool:
+        return self.pool is not None and self.parties_up >= self.node.min_parties
+
+    def validate(self, sample_ids: list[int], defense: str | None) -> str:
+        """Client input checks; the defense name to use."""
+        if not sample_ids:
+            raise InvalidRequest("sample_ids is empty")
+        if len(sample_ids) > self.node.max_request_ids:
+            raise TooLarge(f"{len(sample_ids)} sample ids in one request; the limit is {self.node.max_request_ids}")
+        if len(set(sample_ids)) != len(sample_ids):
+            dup = sorted({i for i in sample_ids if sample_ids.count(i) > 1})[:10]
+            raise InvalidRequest(f"duplicate sample ids: {', '.join(map(str, dup))}")
+        unknown = [i for i in sample_ids if not 0 <= i < self.num_samples][:10]
+        if unknown:
+            raise NotFound(f"unknown sample ids: {', '.join(map(str, unknown))} (known: 0..{self.num_samples - 1})")
+        name = defense or self.node.default_defense
+        if name not in DEFENSES:
+            raise InvalidRequest(f"unknown defense {name[:64]!r} (known: {', '.join(DEFENSES)})")
+        return name
+
+    async def predict(self, sample_ids: list[int], defense: str | None, certify: bool) -> list[Prediction]:
+        """Answer a request in request order; 503 (Unavailable) when a sample has too few parties."""
+        name = self.validate(sample_ids, defense)
+        if self.batcher is None:
+            raise Unavailable("fusion center is starting")
+        result = await self.batcher.submit(sample_ids, name, certify)
+        assert isinstance(result, list)
+        return result
+
+    async def _process(self, batch: list[Job]) -> None:
+        """One Embed call per party for the union of the batch's ids; defenses grouped by (name, certify)."""
+        assert self.pool is not None
+        ids = sorted({i for job in batch for i in job.sample_ids})
+        row = {sid: r for r, sid in enumerate(ids)}
+        self.metrics.batch_size.observe(len(ids))
+        self.metrics.batch_requests.observe(len(batch))
+        fetched = await self.pool.fetch(ids)
+        groups: dict[tuple[str, bool], list[Job]] = defaultdict(list)
+        for job in batch:
+            groups[(job.defense, job.certify)].append(job)
+        for (name, certify), jobs in groups.items():
+            rows = sorted({row[i] for job in jobs for i in job.sample_ids})
+            enough = fetched.observed[rows].sum(axis=1) >= self.node.min_parties
+            ok_rows = [r for r, e in zip(rows, enough, strict=True) if e]
+            result = (
+                await self.worker.run(fetched.h[ok_rows], fetched.observed[ok_rows], name, certify) if ok_rows else None
+            )
+            where = {r: k for k, r in enumerate(ok_rows)}
+            for job in jobs:
+                self._answer(job, [row[i] for i in job.sample_ids], fetched, result, where, name)
+
+    def _answer(
+        self,
+        job: Job,
+        rows: list[int],
+        fetched: Fetched,
+        result: DefenseResult | None,
+        where: dict[int, int],
+        name: str,
+    ) -> None:
+        if job.future.done():  # the caller went away (cancelled): the batch's other jobs still get answers
+            return
+        short = [r for r in rows if r not in where]
+        if short:
+            missing = sorted({p for r in short for p in np.flatnonzero(~fetched.observed[r]).tolist()})
+            job.future.set_exception(
+                Unavailable(
+                    f"too few parties answered ({self.node.min_parties} needed); missing parties: "
+                    + ", ".join(map(str, missing))
+                )
+            )
+            return
+        assert result is not None
+        preds = []
+        for sid, r in zip(job.sample_ids, rows, strict=True):
+            k = where[r]
+            flagged = np.flatnonzero(result.flagged[k]).tolist()
+            for p in flagged:
+                self.metrics.party_flags.labels(party=str(p)).inc()
+            preds.append(
+                Prediction(
+                    sample_id=sid,
+                    label=int(result.labels[k]),
+                    probabilities=result.probs[k].tolist(),
+                    party_scores=result.scores[k].tolist(),
+                    flagged_parties=flagged,
+                    missing_parties=np.flatnonzero(~fetched.observed[r]).tolist(),
+                    defense=name,
+                    certificate=self._certificate(result, k) if job.certify else None,
+                )
+            )
+        job.future.set_result(preds)
+
+    @staticmethod
+    def _certificate(result: DefenseResult, k: int) -> Certificate | None:
+        cert = result.certificate
+        if "certified_parties" in cert:
+            return Certificate(
+                kind="vote", certified_parties=int(cert["certified_parties"][k]), label=int(result.labels[k])
+            )
+        if "radius" in cert:
+            return Certificate(kind="smoothing", radius=float(cert["radius"][k]), label=int(cert["label"][k]))
+        return None
+
+    def parties(self) -> list[dict[str, Any]]:
+        assert self.pool is not None
+        return [
+            {
+                "index": s.index,
+                "name": self.bundle.manifest.party_names[s.index],
+                "address": s.address,
+                "state": s.state,
+                "failures": s.failures,
+                "last_error": s.last_error,
+                "recent_failures": list(s.recent),
+                "flags": int(self.metrics.party_flags.labels(party=str(s.index))._value.get()),
+            }
+            for s in self.pool.states
+        ]
+
+    def observe(self, transport: str, defense: str, status: str, started: float) -> None:
+        # Label values come from a fixed set only: a client's unknown defense name is counted as "invalid".
+        defense = defense if defense in DEFENSES else "invalid"
+        self.metrics.requests.labels(transport=transport, defense=defense, status=status).inc()
+        self.metrics.latency.labels(transport=transport).observe(time.perf_counter() - started)

@@ -1,0 +1,8 @@
+"""The transport shared by every role: one way to serve gRPC (health, reflection, limits, run until a signal),
+status mapping of domain errors, the HTTP app kit, readiness probes, the cluster topology, mutual TLS and API
+keys. The wire format itself (stubs and :mod:`copur_client.serde`) lives in the client package.
+
+May import: :mod:`copur.errors`, :mod:`copur.transport` and the client package's wire layer
+(``copur_client.serde``, ``copur_client.wire``, ``copur_client.v1``); never the science, a role, operations or
+evaluation. ``tests/test_layout.py`` enforces it.
+"""

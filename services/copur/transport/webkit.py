@@ -1,0 +1,127 @@
+"""What the FastAPI apps (fusion center, adversary control) share at their boundary: domain errors as JSON
+``{"detail": "<one line>"}`` with the status from :func:`copur.transport.grpcutil.http_status` (the one mapping), a
+bounded JSON body reader, and FastAPI's list-shaped validation errors folded to one line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from copur.errors import CopurError
+from copur.transport.auth.errors import AuthError
+from copur.transport.grpcutil import InvalidRequest, TooLarge, UnsupportedMediaType, http_status
+from copur_client.wire import one_line
+
+__all__ = [
+    "ERROR_RESPONSES",
+    "ErrorOut",
+    "error_response",
+    "install_error_handlers",
+    "read_json_body",
+    "validation_detail",
+]
+
+MAX_DETAIL_CHARS = 300
+"""An HTTP error detail is cut at this many characters."""
+
+
+class ErrorOut(BaseModel):
+    """Every error answer: one line saying what is wrong."""
+
+    detail: str
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorOut, "description": description}
+
+
+# Documented on the operations that can answer them (the body of each is an ErrorOut).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error("Malformed input: invalid JSON, empty or duplicate sample ids, unknown defense."),
+    401: _error("No API key, or an invalid one (answer carries WWW-Authenticate: Bearer)."),
+    403: _error("The API key lacks the scope this operation needs."),
+    413: _error("Body over the size limit, or more sample ids than the limit."),
+    415: _error("The body is not application/json."),
+    422: _error("Well-formed JSON of the wrong shape (the detail names the field)."),
+    429: _error("The API key is over its rate (answer carries Retry-After)."),
+}
+
+
+def error_response(exc: CopurError) -> JSONResponse:
+    """``exc`` as its HTTP answer: status from the one mapping, one-line detail, the auth headers."""
+    headers = dict(exc.headers) if isinstance(exc, AuthError) else None
+    return JSONResponse(
+        status_code=http_status(exc), content={"detail": one_line(str(exc), MAX_DETAIL_CHARS)}, headers=headers
+    )
+
+
+def _where(loc: Sequence[Any]) -> str:
+    parts = list(loc[1:] if loc[:1] == ("body",) or loc[:1] == ["body"] else loc)
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def validation_detail(errors: Sequence[Mapping[str, Any]]) -> str:
+    """The first of pydantic's (or FastAPI's) ``errors()`` as one line, e.g.
+    ``sample_ids[2]: Input should be a valid integer`` (``and N more`` when there are others)."""
+    if not errors:
+        return "invalid request"
+    first = errors[0]
+    where = _where(tuple(first.get("loc", ())))
+    msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    text = f"{where}: {msg}" if where else msg
+    if len(errors) > 1:
+        text += f" (and {len(errors) - 1} more)"
+    return one_line(text, MAX_DETAIL_CHARS)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Domain errors -> :func:`error_response`; FastAPI's request validation errors -> 422 with one line."""
+
+    @app.exception_handler(CopurError)
+    async def _domain(request: Request, exc: CopurError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": validation_detail(exc.errors())})
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def read_json_body(request: Request, max_bytes: int) -> Any:
+    """The request's JSON body, parsed. Refuses, before parsing: a media type other than JSON (415), a
+    declared or actual size over ``max_bytes`` (413; the body is never read past the limit); then an empty
+    body, invalid JSON or absurd nesting (400). Every refusal is a domain error with a one-line message."""
+    media = _media_type(request)
+    if media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(f"Content-Type must be application/json, not {media or 'missing'}")
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise InvalidRequest("Content-Length is not a number")
+        if int(declared) > max_bytes:
+            raise TooLarge(f"request body of {int(declared)} bytes exceeds the limit of {max_bytes} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise TooLarge(f"request body exceeds the limit of {max_bytes} bytes")
+    if not body.strip():
+        raise InvalidRequest("request body is empty (expected a JSON object)")
+    try:
+        return json.loads(bytes(body))
+    except RecursionError:
+        raise InvalidRequest("malformed JSON body: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise InvalidRequest(f"malformed JSON body: {one_line(str(exc), 120)}") from None
