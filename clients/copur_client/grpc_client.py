@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import operator
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,8 @@ from copur_client.errors import (
     Unauthorized,
     Unavailable,
 )
-from copur_client.http import API_KEY_ENV, MAX_RETRY_AFTER_S, resolve_key
+from copur_client.http import API_KEY_ENV, resolve_key
+from copur_client.retry import RetryPolicy
 from copur_client.serde import Prediction, predict_request_to_proto, predictions_from_proto
 from copur_client.v1 import fusion_pb2_grpc
 
@@ -126,6 +126,7 @@ class GrpcFusionClient:
         bearer = resolve_key(api_key, API_KEY_ENV)
         self._metadata = (("authorization", f"Bearer {bearer}"),) if bearer else ()
         self.rate_retries = rate_retries
+        self._policy = RetryPolicy(rate_retries=rate_retries)
         if isinstance(tls, tuple):
             ca, cert, key = tls
             tls = GrpcTls(Path(ca), Path(cert), Path(key))
@@ -137,20 +138,17 @@ class GrpcFusionClient:
     ) -> list[Prediction]:
         """One :class:`Prediction` per id, in request order; ``defense=None`` is the server's default."""
         request = predict_request_to_proto([operator.index(i) for i in sample_ids], defense or "", bool(certify))
-        waits = self.rate_retries
-        while True:
+
+        def attempt() -> list[Prediction]:
             try:
                 response = self._stub.Predict(request, timeout=self.timeout, metadata=self._metadata)
             except grpc.RpcError as exc:
                 code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
                 details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
-                error = _error_for(f"grpc {self.target} {_METHOD}", code, details or "", _retry_after(exc))
-                if isinstance(error, RateLimited) and waits > 0 and error.retry_after_s <= MAX_RETRY_AFTER_S:
-                    waits -= 1
-                    time.sleep(error.retry_after_s)
-                    continue
-                raise error from None
+                raise _error_for(f"grpc {self.target} {_METHOD}", code, details or "", _retry_after(exc)) from None
             return predictions_from_proto(response)
+
+        return self._policy.call(attempt, retry_unavailable=False)
 
     def close(self) -> None:
         self._channel.close()

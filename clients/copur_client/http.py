@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import operator
 import os
-import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self
@@ -25,14 +24,13 @@ from copur_client.errors import (
     Unauthorized,
     Unavailable,
 )
+from copur_client.retry import MAX_BACKOFF_S, RetryPolicy
 from copur_client.wire import Certificate, Prediction, one_line
 
 __all__ = ["ADMIN_KEY_ENV", "API_KEY_ENV", "AdversaryControl", "FusionClient", "prediction_from_json", "resolve_key"]
 
 API_KEY_ENV = "COPUR_API_KEY"
 ADMIN_KEY_ENV = "COPUR_ADMIN_KEY"
-MAX_BACKOFF_S = 4.0  # the longest wait between two retries of a 503 or a refused / lost connection
-MAX_RETRY_AFTER_S = 30.0  # a server asking for a longer wait is answered with RateLimited at once
 
 
 def resolve_key(explicit: str | None, env_var: str) -> str | None:
@@ -121,14 +119,19 @@ class _HttpBase:
         rate_retries: int = 0,
         max_backoff_s: float = MAX_BACKOFF_S,
     ) -> None:
-        if retries < 0 or rate_retries < 0:
-            raise ValueError(f"retries and rate_retries must be >= 0, got {retries} and {rate_retries}")
         self.url = url.rstrip("/")
-        self.retries = retries
-        self.rate_retries = rate_retries
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
+        self.policy = RetryPolicy(
+            retries=retries, backoff_s=backoff_s, max_backoff_s=max_backoff_s, rate_retries=rate_retries
+        )
         self._client = httpx.Client(base_url=self.url, timeout=timeout)
+
+    @property
+    def retries(self) -> int:
+        return self.policy.retries
+
+    @property
+    def rate_retries(self) -> int:
+        return self.policy.rate_retries
 
     def _attempt(self, endpoint: str, method: str, path: str, json: Any, key: str | None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {key}"} if key else None
@@ -153,39 +156,26 @@ class _HttpBase:
         key: str | None = None,
         key_env: str = API_KEY_ENV,
     ) -> httpx.Response:
-        """Send with ``key`` as the Bearer token; retry per the class's policy (503s and refused connections
+        """Send with ``key`` as the Bearer token; retry per :attr:`policy` (503s and refused connections
         only when ``retry``); every failure raises a :class:`CopurClientError`."""
         endpoint = f"{method} {self.url}{path}"
         hint = "" if key else f" (no API key was sent: pass one or set ${key_env})"
-        attempts, attempt, waits = 1 + (self.retries if retry else 0), 0, self.rate_retries
-        while True:
-            try:
-                response = self._attempt(endpoint, method, path, json, key)
-            except _Refused as exc:  # retried like a 503; raised as a plain Unavailable
-                error: CopurClientError = Unavailable(exc.endpoint, exc.detail)
-            else:
-                if response.is_success:
-                    return response
-                error = _error_for(endpoint, response, hint)
-                if isinstance(error, RateLimited) and waits > 0 and error.retry_after_s <= MAX_RETRY_AFTER_S:
-                    waits -= 1
-                    time.sleep(error.retry_after_s)
-                    continue
-                if response.status_code != 503:
-                    raise error
-            attempt += 1
-            if attempt >= attempts:
-                raise error
-            time.sleep(self._backoff(attempt))
 
-    def _backoff(self, attempt: int) -> float:
-        """The wait before retry number ``attempt`` (1, 2, ...): doubling from ``backoff_s``, capped."""
-        return min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+        def attempt() -> httpx.Response:
+            response = self._attempt(endpoint, method, path, json, key)
+            if not response.is_success:
+                raise _error_for(endpoint, response, hint)
+            return response
+
+        try:
+            return self.policy.call(attempt, absent=lambda exc: isinstance(exc, _Refused), retry_unavailable=retry)
+        except _Refused as exc:  # retried like a 503; raised as a plain Unavailable
+            raise Unavailable(exc.endpoint, exc.detail) from None
 
     @property
     def retry_budget_s(self) -> float:
         """The most time spent waiting between the attempts of one call (503s and lost connections)."""
-        return sum(self._backoff(a) for a in range(1, self.retries + 1))
+        return self.policy.budget_s
 
     def _json(
         self,

@@ -8,7 +8,7 @@ import grpc
 import numpy as np
 import torch
 
-from copur import serde
+from copur_client import serde
 from copur_client.v1 import party_pb2_grpc
 
 __all__ = ["CLASSES", "FEATURES", "PARTY", "Clean", "E", "M", "TableParty", "embed"]

@@ -13,10 +13,10 @@ import pytest
 from pydantic import ValidationError
 
 from adversary.support import Clean, embed
-from copur import serde
 from copur.evaluation.scenarios.schema import PolicyStep, ScenarioError, load_scenario
 from copur.roles.adversary import AdversaryApp, Policy
 from copur.roles.adversary.policy import MAX_DELAY_MS, policy_error
+from copur_client import serde
 from copur_client.v1 import party_pb2_grpc
 
 IDS = list(range(20))

@@ -14,10 +14,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from adversary.support import PARTY, Clean, E, embed
-from copur import serde
 from copur.errors import CopurError
 from copur.roles.adversary import AdversaryApp, Policy, serve_adversary
 from copur.roles.adversary.server import DROP_DETAILS
+from copur_client import serde
 from copur_client.v1 import party_pb2, party_pb2_grpc
 
 IDS = list(range(40))

@@ -181,7 +181,7 @@ def stub(servers: tuple[StubState, str, str]) -> Iterator[tuple[StubState, str, 
 def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Backoff sleeps of the HTTP client, recorded instead of slept."""
     slept: list[float] = []
-    monkeypatch.setattr("copur_client.http.time.sleep", slept.append)
+    monkeypatch.setattr("copur_client.retry.time.sleep", slept.append)
     return slept
 
 

@@ -107,8 +107,8 @@ def stub(servers: tuple[Seen, str, str], monkeypatch: pytest.MonkeyPatch) -> tup
     seen.auth.clear()
     seen.script.clear()
     slept: list[float] = []
-    monkeypatch.setattr("copur_client.http.time.sleep", slept.append)
-    monkeypatch.setattr("copur_client.grpc_client.time.sleep", slept.append)
+    monkeypatch.setattr("copur_client.retry.time.sleep", slept.append)
+    monkeypatch.setattr("copur_client.retry.time.sleep", slept.append)
     return (*servers, slept)
 
 

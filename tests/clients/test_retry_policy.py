@@ -34,7 +34,7 @@ ANSWER = {
 def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Backoff sleeps of the HTTP client, recorded instead of slept."""
     slept: list[float] = []
-    monkeypatch.setattr("copur_client.http.time.sleep", slept.append)
+    monkeypatch.setattr("copur_client.retry.time.sleep", slept.append)
     return slept
 
 
