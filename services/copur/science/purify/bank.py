@@ -19,12 +19,11 @@ Blocks of two different real samples rarely match one real sample.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import torch
 
-from copur.science.purify.blocks import block_distances
+from copur.science.purify.blocks import block_distances, subset_masks
 
 __all__ = ["Bank", "hypothesis_costs", "nearest_unit", "subset_hypotheses"]
 
@@ -62,11 +61,7 @@ def nearest_unit(
 def subset_hypotheses(num_parties: int, tolerate: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """(S, M) bool keep masks: hide every subset of at most ``tolerate`` parties (row 0 hides none)."""
     tolerate = max(0, min(tolerate, num_parties - 1))
-    hidden = [s for r in range(tolerate + 1) for s in itertools.combinations(range(num_parties), r)]
-    keep = torch.ones(len(hidden), num_parties, dtype=torch.bool)
-    for row, subset in enumerate(hidden):
-        keep[row, list(subset)] = False
-    return keep.to(device)
+    return ~subset_masks(num_parties, range(tolerate + 1), device)
 
 
 def hypothesis_costs(

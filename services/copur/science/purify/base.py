@@ -9,7 +9,7 @@ import torch
 
 from copur.science.models import AutoEncoder
 from copur.science.purify.bank import Bank
-from copur.science.purify.blocks import block_norms, expand_blocks
+from copur.science.purify.blocks import block_norms, mask_blocks
 
 __all__ = ["Purified", "Purifier"]
 
@@ -71,7 +71,7 @@ class Purifier(ABC):
 
     def masked_input(self, h: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """Zero the blocks that are not kept (how the AE saw hidden parties in training)."""
-        return h * expand_blocks(keep.to(h.dtype), self.emb_dim)
+        return mask_blocks(h, keep, self.emb_dim)
 
     @abstractmethod
     def purify(self, h: torch.Tensor, observed: torch.Tensor, *, differentiable: bool = False) -> Purified:

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
+
 import torch
 
-__all__ = ["block_distances", "block_norms", "expand_blocks", "smooth_block_norms"]
+__all__ = [
+    "block_distances",
+    "block_norms",
+    "expand_blocks",
+    "mask_blocks",
+    "smooth_block_norms",
+    "subset_masks",
+]
 
 
 def block_norms(x: torch.Tensor, num_parties: int) -> torch.Tensor:
@@ -20,6 +30,21 @@ def smooth_block_norms(x: torch.Tensor, num_parties: int, eps: float = 1e-8) -> 
 def expand_blocks(mask: torch.Tensor, emb_dim: int) -> torch.Tensor:
     """(..., M) per-party mask -> (..., M*e) per-coordinate mask, same dtype."""
     return mask.repeat_interleave(emb_dim, dim=-1)
+
+
+def mask_blocks(h: torch.Tensor, keep: torch.Tensor, emb_dim: int) -> torch.Tensor:
+    """``h`` (..., M*e) with the blocks that ``keep`` (..., M) leaves out set to zero (broadcasting)."""
+    return h * expand_blocks(keep.to(h.dtype), emb_dim)
+
+
+def subset_masks(num_parties: int, sizes: Iterable[int], device: torch.device | str = "cpu") -> torch.Tensor:
+    """(S, M) bool: row s marks the parties of the s-th subset; every subset of each size in ``sizes``, sizes
+    in the given order, subsets of one size in ``itertools.combinations`` order."""
+    subsets = [s for r in sizes for s in itertools.combinations(range(num_parties), r)]
+    member = torch.zeros(len(subsets), num_parties, dtype=torch.bool)
+    for row, subset in enumerate(subsets):
+        member[row, list(subset)] = True
+    return member.to(device)
 
 
 def block_distances(h: torch.Tensor, rows: torch.Tensor, num_parties: int) -> torch.Tensor:

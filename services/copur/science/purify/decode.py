@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 
 from copur.science.models import AutoEncoder
-from copur.science.purify.blocks import expand_blocks, smooth_block_norms
+from copur.science.purify.blocks import mask_blocks, smooth_block_norms
 from copur.science.purify.fastgrad import MLPCache, block_grad
 
 __all__ = ["CodeDecoder", "adam_descent"]
@@ -109,8 +109,7 @@ class CodeDecoder:
         discrete and is held fixed for the gradient.
         """
         b, s, _ = keeps.shape
-        visible = expand_blocks(keeps.to(h.dtype), self.emb_dim)
-        z0 = self.ae.encode(h.unsqueeze(1) * visible).reshape(b * s, -1)
+        z0 = self.ae.encode(mask_blocks(h.unsqueeze(1), keeps, self.emb_dim)).reshape(b * s, -1)
         starts = s
         if extra is not None:
             z0 = torch.cat([z0.view(b, s, -1), extra.unsqueeze(1)], dim=1).reshape(b * (s + 1), -1)

@@ -25,12 +25,12 @@ gradient because its block was flagged.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import torch
 
 from copur.science.purify.base import Purified, Purifier
+from copur.science.purify.blocks import subset_masks
 from copur.science.purify.decode import CodeDecoder
 from copur.science.purify.fastgrad import small_batch_threads
 
@@ -61,11 +61,7 @@ class RobustPurifier(Purifier):
         #: the work of the last ``purify`` call (rows through the encoder, decoder forward and backward)
         self.last_cost: dict[str, int] = {}
         m, k = self.num_parties, min(self.config.start_hidden, self.num_parties - 1)
-        subsets = [s for r in range(k + 1) for s in itertools.combinations(range(m), r)]
-        hide = torch.zeros(len(subsets), m, dtype=torch.bool)
-        for row, s in enumerate(subsets):
-            hide[row, list(s)] = True
-        self.start_hide = hide.to(self.device)  # (S, M)
+        self.start_hide = subset_masks(m, range(k + 1), self.device)  # (S, M)
 
     def purify(self, h: torch.Tensor, observed: torch.Tensor, *, differentiable: bool = False) -> Purified:
         if differentiable:
