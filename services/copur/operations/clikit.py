@@ -1,15 +1,17 @@
-"""What every command of the CLI shares: domain errors as one line and exit status 2."""
+"""What every command of the CLI shares: domain errors as one line and exit status 2, and the command line
+as a user would type it again (recorded in reports)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import shlex
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import typer
 
 from copur.errors import CopurError
 
-__all__ = ["guard"]
+__all__ = ["command_line", "guard"]
 
 T = TypeVar("T")
 
@@ -21,3 +23,11 @@ def guard(fn: Callable[[], T]) -> T:
     except CopurError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
+
+
+def command_line(argv: Sequence[str], command: str) -> str:
+    """``argv`` as a command a user can paste again: ``copur`` followed by everything from the first
+    ``command`` token on (``argv[1:]`` when ``command`` is absent), shell-quoted."""
+    args = list(argv)
+    rest = args[args.index(command) :] if command in args else args[1:]
+    return shlex.join(["copur", *rest])

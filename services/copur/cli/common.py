@@ -1,0 +1,28 @@
+"""The ``copur`` Typer application and what its commands share (help texts, logging set-up).
+
+The command modules of :mod:`copur.cli` add their commands to :data:`app`; nothing runs at import.
+"""
+
+from __future__ import annotations
+
+import typer
+
+__all__ = ["TLS_DIR_HELP", "TLS_MODE_HELP", "app", "setup_logging"]
+
+TLS_MODE_HELP = "mtls: serve and dial with this service's certificate; plaintext: loopback --host only."
+TLS_DIR_HELP = "Directory of `copur certs init` output (ca.pem, <service>.pem, <service>-key.pem)."
+
+app = typer.Typer(
+    name="copur",
+    help="CoPur: robust collaborative inference. Train a model bundle, inspect it, serve and attack it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def setup_logging() -> None:
+    """INFO logs with timestamps on stderr: what a served role writes."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
