@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -232,3 +233,63 @@ def test_every_front_door_demands_a_key(running: Running) -> None:
     assert (anonymous.status_code, parties.status_code) == (401, 403)
     assert (control.status_code, control_predict.status_code) == (401, 403)
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+_CLIENT_ONLY = """
+import importlib.util, json, sys
+from copur_client import FusionClient, GrpcFusionClient, GrpcTls
+url, target, tls_dir, ids = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+with FusionClient(url) as client:
+    over_http = [p.label for p in client.predict(ids, defense="copur")]
+with GrpcFusionClient(target, tls=GrpcTls.from_dir(tls_dir)) as client:
+    over_grpc = [p.label for p in client.predict(ids, defense="copur")]
+server_side = [m for m in ("torch", "copur", "fastapi", "safetensors") if importlib.util.find_spec(m)]
+print(json.dumps({"http": over_http, "grpc": over_grpc, "server_side": server_side}))
+"""
+
+
+@pytest.fixture(scope="module")
+def client_only_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtualenv with only the client package installed (``pip install clients/``, as a user would,
+    from a copy so that the build leaves nothing in the checkout)."""
+    folder = tmp_path_factory.mktemp("client-only")
+    source = folder / "clients"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "clients", source, ignore=shutil.ignore_patterns("build"))
+    subprocess.run([sys.executable, "-m", "venv", str(folder / "venv")], check=True, timeout=120)
+    python = folder / "venv" / "bin" / "python"
+    pip = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", str(source)], capture_output=True, text=True, timeout=900
+    )
+    assert pip.returncode == 0, pip.stderr
+    return python
+
+
+def test_the_client_package_alone_predicts_over_http_and_grpc(
+    running: Running, client_only_python: Path, cluster_tls: Path
+) -> None:
+    # Prepare: what the server's own venv answers for the same ids
+    ids = IDS[:20]
+    expected = [p["label"] for p in running.predict(ids, "copur").json()["predictions"]]
+    env = {**os.environ, "COPUR_API_KEY": running.predict_auth["Authorization"].removeprefix("Bearer ")}
+    env.pop("PYTHONPATH", None)
+
+    # Execute: the client package in a virtualenv of its own
+    args = [running.url, running.grpc, str(cluster_tls), json.dumps(ids)]
+    done = subprocess.run(
+        [str(client_only_python), "-c", _CLIENT_ONLY, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=client_only_python.parents[2],
+    )
+    installed = subprocess.run(
+        [str(client_only_python), "-m", "pip", "list", "--format=json"], capture_output=True, text=True, timeout=60
+    )
+
+    # Assert: same labels over HTTP and gRPC, and no torch, no server package in that virtualenv
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer == {"http": expected, "grpc": expected, "server_side": []}
+    names = {p["name"].lower() for p in json.loads(installed.stdout)}
+    assert "copur-client" in names and not names & {"torch", "copur", "fastapi", "uvicorn"}

@@ -38,7 +38,7 @@ class ModelConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """The three stages of DESIGN section 3, each with its own epochs and learning rate.
+    """The three training stages (docs/ARCHITECTURE.md, "Training"), each with its own epochs and learning rate.
 
     ``ae_mask_prob``: chance that a training sample of the AE has blocks hidden (zeroed), up to
     ``ae_mask_max`` of them, so the encoder learns to impute from partial views.

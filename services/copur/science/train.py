@@ -1,4 +1,4 @@
-"""The three training stages of DESIGN section 3, seeded, with progress bars.
+"""The three training stages (docs/ARCHITECTURE.md, "Training"), seeded, with progress bars.
 
 1. joint VFL training of the extractors f_i and the head g (cross-entropy);
 2. subspace learning: the AE on clean embeddings of the training set, extractors frozen, with random

@@ -1,4 +1,4 @@
-"""``copur-ref``: the public CoPur purification, exactly as DESIGN section 4 states it, batched.
+"""``copur-ref``: the public CoPur purification, exactly as docs/ARCHITECTURE.md ("Purifiers") states it, batched.
 
 Step 1: L <- AE(h); up to K1 times: loss = sum_{i in O} rms(AE(L)_i - h_i); L <- L - lr1 * grad, a sample
 stopping as soon as its gradient norm falls below ``stop_grad`` (per-sample convergence).
