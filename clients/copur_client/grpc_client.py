@@ -151,6 +151,7 @@ class GrpcFusionClient:
         return self._policy.call(attempt, retry_unavailable=False)
 
     def close(self) -> None:
+        """Close the channel (also on leaving a ``with`` block)."""
         self._channel.close()
 
     def __enter__(self) -> Self:

@@ -62,10 +62,12 @@ def array_from_proto(tensor: tensor_pb2.Tensor, *, what: str = "tensor") -> np.n
 
 
 def embed_request(sample_ids: Sequence[int]) -> party_pb2.EmbedRequest:
+    """An EmbedRequest for ``sample_ids``."""
     return party_pb2.EmbedRequest(sample_ids=[int(i) for i in sample_ids])
 
 
 def embed_response(embeddings: np.ndarray, party: int) -> party_pb2.EmbedResponse:
+    """A party's answer: its (n, e) embeddings as a float32 tensor and its index."""
     return party_pb2.EmbedResponse(embeddings=array_to_proto(embeddings), party=party)
 
 
@@ -75,10 +77,12 @@ def embed_response_from_proto(msg: party_pb2.EmbedResponse, *, what: str = "embe
 
 
 def party_info_to_proto(info: PartyInfo) -> party_pb2.PartyInfo:
+    """A :class:`PartyInfo` as its message."""
     return party_pb2.PartyInfo(**info.__dict__)
 
 
 def party_info_from_proto(msg: party_pb2.PartyInfo) -> PartyInfo:
+    """A PartyInfo message as a :class:`PartyInfo`."""
     return PartyInfo(
         index=msg.index,
         name=msg.name,
@@ -91,14 +95,17 @@ def party_info_from_proto(msg: party_pb2.PartyInfo) -> PartyInfo:
 
 
 def predict_request_to_proto(sample_ids: Sequence[int], defense: str, certify: bool) -> fusion_pb2.PredictRequest:
+    """A PredictRequest; an empty ``defense`` asks for the server's default."""
     return fusion_pb2.PredictRequest(sample_ids=list(sample_ids), defense=defense, certify=certify)
 
 
 def predict_request_from_proto(msg: fusion_pb2.PredictRequest) -> tuple[list[int], str, bool]:
+    """(sample ids, defense, certify) of a PredictRequest."""
     return list(msg.sample_ids), msg.defense, msg.certify
 
 
 def predictions_to_proto(predictions: Sequence[Prediction]) -> fusion_pb2.PredictResponse:
+    """Predictions as a PredictResponse, the certificate only where there is one."""
     out = fusion_pb2.PredictResponse()
     for p in predictions:
         msg = out.predictions.add()
@@ -113,6 +120,7 @@ def predictions_to_proto(predictions: Sequence[Prediction]) -> fusion_pb2.Predic
 
 
 def predictions_from_proto(msg: fusion_pb2.PredictResponse) -> list[Prediction]:
+    """A PredictResponse as :class:`Prediction` objects, in order."""
     return [
         Prediction(
             sample_id=p.sample_id,

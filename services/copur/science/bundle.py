@@ -81,14 +81,17 @@ class Manifest(BaseModel):
 
     @property
     def num_parties(self) -> int:
+        """M, the number of parties."""
         return len(self.party_names)
 
     @property
     def model_cfg(self) -> ModelConfig:
+        """The networks' shapes as a :class:`ModelConfig`."""
         return ModelConfig(**self.model)
 
     @property
     def dataset_spec(self) -> DatasetSpec:
+        """The data set the bundle was trained on, as a spec that loads it again."""
         return DatasetSpec.from_dict(self.dataset)
 
 

@@ -78,10 +78,12 @@ class TrainConfig:
         return self.ae_mask_max if self.ae_mask_max is not None else max(1, num_parties - 2)
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the manifest's ``train`` section)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        """The inverse of :meth:`to_dict`; unknown keys are a ConfigError."""
         values = dict(raw)
         values["model"] = ModelConfig(**values.get("model", {}))
         return cls(**values)

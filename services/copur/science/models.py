@@ -27,13 +27,16 @@ class PartyExtractor(nn.Module):
 
     @property
     def in_dim(self) -> int:
+        """The party's number of raw feature columns."""
         return int(self.mean.shape[0])
 
     def set_standardization(self, mean: torch.Tensor, scale: torch.Tensor) -> None:
+        """Store the training split's per-column mean and standard deviation (zero deviations become 1)."""
         self.mean.copy_(mean)
         self.scale.copy_(torch.where(scale > 1e-8, scale, torch.ones_like(scale)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """f_i(x): standardise, then the MLP; (n, d_i) -> (n, e)."""
         return self.net((x - self.mean) / self.scale)
 
 
@@ -45,6 +48,7 @@ class FusionHead(nn.Module):
         self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """g(h): class logits of concatenated embeddings; (n, M*e) -> (n, C)."""
         return self.net(h)
 
 
@@ -58,12 +62,15 @@ class AutoEncoder(nn.Module):
         self.decoder = nn.Sequential(nn.Linear(code, hidden), nn.LeakyReLU(slope), nn.Linear(hidden, in_dim))
 
     def encode(self, h: torch.Tensor) -> torch.Tensor:
+        """E(h): the code of concatenated embeddings; (n, M*e) -> (n, code)."""
         return self.encoder(h)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """D(z): concatenated embeddings from a code; (n, code) -> (n, M*e)."""
         return self.decoder(z)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """D(E(h)): the projection onto the learned manifold."""
         return self.decoder(self.encoder(h))
 
 
@@ -81,14 +88,17 @@ class ModelSet:
         return torch.cat([f(x) for f, x in zip(self.extractors, xs, strict=True)], dim=1)
 
     def to(self, device: torch.device | str) -> ModelSet:
+        """Move every network to ``device``; returns self."""
         for module in self.modules():
             module.to(device)
         return self
 
     def modules(self) -> list[nn.Module]:
+        """Every network of the set, extractors first."""
         return [*self.extractors, self.head_vfl, self.autoencoder, self.head_ae]
 
     def eval(self) -> ModelSet:
+        """Put every network in evaluation mode; returns self."""
         for module in self.modules():
             module.eval()
         return self

@@ -74,6 +74,8 @@ class PGD(Attack):
     def corrupt(
         self, h: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor, attackers: list[int], ctx: AttackContext
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The attackers' blocks after ``steps`` signed-gradient steps on the head's (or the defense's) loss; the others
+        untouched."""
         if ctx.model is None:
             raise ValueError(f"{self.name} needs a model to differentiate")
         target = ctx.target if self.targeted else None
@@ -173,6 +175,7 @@ class LMA(Attack):
     def corrupt(
         self, h: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor, attackers: list[int], ctx: AttackContext
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The attackers' blocks that maximise the Carlini-Wagner margin of the wrong class through the defense."""
         if ctx.model is None:
             raise ValueError(f"{self.name} needs a model to differentiate")
         reference = ctx.reference(h, observed)
@@ -222,6 +225,8 @@ class Evade(Attack):
     def corrupt(
         self, h: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor, attackers: list[int], ctx: AttackContext
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """PGD on the attackers' blocks in which every step that would get a lying block flagged is
+        halved or refused."""
         if ctx.model is None or ctx.query is None:
             raise ValueError(f"{self.name} needs a model to differentiate and query access to the defense's flags")
         reference = ctx.reference(h, observed)

@@ -60,6 +60,8 @@ class Mimic(Attack):
     def corrupt(
         self, h: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor, attackers: list[int], ctx: AttackContext
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The attackers' blocks replaced by (a blend towards) one donor sample's blocks, the same donor for every
+        colluder."""
         pool = _pool(ctx, self.name).to(h.device)
         n = max(1, self.search)
         if self.donor is not None:
@@ -107,6 +109,8 @@ class SIA(Attack):
     def corrupt(
         self, h: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor, attackers: list[int], ctx: AttackContext
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The attackers' blocks that push the defended answer to its runner-up class: the best donor, then gradient
+        steps."""
         pool = _pool(ctx, self.name).to(h.device)
         if ctx.pool_labels is None:
             raise ValueError("sia needs the classes of the donor samples (pool_labels)")

@@ -21,6 +21,7 @@ class Flip(Attack):
     def corrupt(
         self, h: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor, attackers: list[int], ctx: AttackContext
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The attackers' blocks multiplied by ``-amplitude``."""
         return set_blocks(h, -self.amp * h, mask), observed
 
 
@@ -34,6 +35,7 @@ class Noise(Attack):
     def corrupt(
         self, h: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor, attackers: list[int], ctx: AttackContext
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The attackers' blocks plus Gaussian noise of l2 norm ``norm`` per block."""
         noise = torch.randn(h.shape, generator=ctx.generator, dtype=h.dtype).to(h.device)
         blocks = noise.unflatten(1, (ctx.num_parties, -1))
         blocks = blocks / blocks.norm(dim=2, keepdim=True).clamp_min(1e-12) * self.norm
@@ -49,6 +51,7 @@ class Replace(Attack):
     def corrupt(
         self, h: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor, attackers: list[int], ctx: AttackContext
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The attackers' blocks of another sample of the pool (an on-manifold lie)."""
         pool = ctx.pool if ctx.pool is not None else h
         pick = torch.randint(len(pool), (len(h),), generator=ctx.generator).to(h.device)
         return set_blocks(h, pool[pick].to(h.device), mask), observed
@@ -63,6 +66,7 @@ class Zero(Attack):
     def corrupt(
         self, h: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor, attackers: list[int], ctx: AttackContext
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The attackers' blocks set to zero."""
         return set_blocks(h, torch.zeros_like(h), mask), observed
 
 
@@ -75,6 +79,7 @@ class Drop(Attack):
     def corrupt(
         self, h: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor, attackers: list[int], ctx: AttackContext
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The attackers send nothing: their blocks are marked unobserved."""
         observed = observed.clone()
         observed[:, attackers] = False
         return set_blocks(h, torch.zeros_like(h), mask), observed

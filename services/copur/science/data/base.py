@@ -41,18 +41,22 @@ class VerticalDataset:
 
     @property
     def num_parties(self) -> int:
+        """M, the number of parties (feature tables)."""
         return len(self.features)
 
     @property
     def num_samples(self) -> int:
+        """The number of samples (rows shared by every party)."""
         return len(self.labels)
 
     @property
     def num_classes(self) -> int:
+        """The number of classes of the labels."""
         return len(self.class_names)
 
     @property
     def party_dims(self) -> tuple[int, ...]:
+        """Each party's number of feature columns."""
         return tuple(int(x.shape[1]) for x in self.features)
 
     def party_rows(self, ids: np.ndarray) -> list[np.ndarray]:

@@ -12,6 +12,7 @@ __all__ = ["read_table", "require_dir", "require_file"]
 
 
 def require_dir(path: str | Path | None, *, dataset: str) -> Path:
+    """``path`` when it is a directory; else a DataError naming it and what it should hold."""
     if path is None:
         raise DataError(f"{dataset} needs --data-dir pointing at its files")
     folder = Path(path)
@@ -21,6 +22,7 @@ def require_dir(path: str | Path | None, *, dataset: str) -> Path:
 
 
 def require_file(path: Path) -> Path:
+    """``path`` when it is a file; else a DataError naming it and what it should be."""
     if not path.is_file():
         raise DataError(f"missing file {path}")
     return path

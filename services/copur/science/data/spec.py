@@ -24,10 +24,12 @@ class DatasetSpec:
     test_fraction: float = 0.2
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the manifest's ``dataset`` section)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> DatasetSpec:
+        """The inverse of :meth:`to_dict`."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in raw.items() if k in known}
         values["divisions"] = tuple(values.get("divisions", ()))

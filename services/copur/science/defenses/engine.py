@@ -20,6 +20,9 @@ __all__ = ["Engine", "EngineConfig"]
 
 @dataclass(frozen=True, kw_only=True)
 class EngineConfig:
+    """How the engine runs its defenses: smoothing's noise and draws, the vote's subset size k, the purifiers'
+    configurations, the surrogate's noise draws and the seed of its generator."""
+
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     predict_samples: int = 200
     vote_k: int = 2
@@ -50,6 +53,7 @@ class Engine:
         self._defenses: dict[str, Defense] = {}
 
     def mask(self, h: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """``h`` with the unobserved blocks set to zero (how the networks see a missing party)."""
         return mask_blocks(h, observed, self.emb_dim)
 
     def _make(self, name: str, threshold: list[float] | None, **config: object) -> Purifier:

@@ -34,6 +34,8 @@ class SmoothingDefense(Defense):
 
     @torch.no_grad()
     def predict(self, h: torch.Tensor, observed: torch.Tensor, *, certify: bool = False) -> DefenseOutput:
+        """Smoothed PREDICT (abstain unless the top class beats the runner-up at level alpha); CERTIFY's label and l2
+        radius when ``certify``."""
         eng, cfg = self.engine, self.engine.config.smoothing
         scores, flagged = torch.zeros(observed.shape, device=h.device), torch.zeros_like(observed)
         x = eng.mask(h, observed)

@@ -39,6 +39,8 @@ class VoteDefense(Defense):
 
     @torch.no_grad()
     def predict(self, h: torch.Tensor, observed: torch.Tensor, *, certify: bool = False) -> DefenseOutput:
+        """The vote's winner (abstain on a tie rule) and, when ``certify``, the most lying parties it is certified
+        against."""
         eng = self.engine
         member, k = self._members(observed)
         m, v = observed.shape[1], len(member)

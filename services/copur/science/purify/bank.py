@@ -38,6 +38,7 @@ class Bank:
     unit: torch.Tensor
 
     def to(self, device: torch.device | str) -> Bank:
+        """The bank on ``device``."""
         return Bank(rows=self.rows.to(device), labels=self.labels.to(device), unit=self.unit.to(device))
 
     def __len__(self) -> int:

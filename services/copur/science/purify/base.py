@@ -58,6 +58,7 @@ class Purifier(ABC):
 
     @property
     def device(self) -> torch.device:
+        """The device of the autoencoder's parameters (where inputs must be)."""
         return self.block_scale.device
 
     def scores(self, h_hat: torch.Tensor, h: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
@@ -65,6 +66,7 @@ class Purifier(ABC):
         return block_norms(h_hat - h, self.num_parties) / self.block_scale * observed
 
     def flags(self, scores: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """(B, M) bool: observed blocks whose score exceeds the calibrated threshold (none without thresholds)."""
         if self.threshold is None:
             return torch.zeros_like(observed)
         return observed & (scores > self.threshold)

@@ -43,6 +43,9 @@ __all__ = ["ConsensusConfig", "ConsensusPurifier"]
 @dataclass(frozen=True, kw_only=True)
 class ConsensusConfig:
     #: most lying parties a hypothesis hides; None: floor((M - 1) / 2)
+    """How ``copur`` chooses the parties to keep (how many it may hide, the neighbours and penalties of the cost) and
+    decodes from them (Adam steps and rate); ConfigError on impossible values."""
+
     tolerate: int | None = None
     #: k: a kept set is judged by the k bank rows that match it best
     neighbours: int = 5
@@ -74,6 +77,11 @@ class _Choice:
 
 
 class ConsensusPurifier(Purifier):
+    """``copur``: keep the cheapest set of parties by consistency with real samples, decode from them alone.
+
+    Guarantee: a hidden block has no influence on the output; the cost of a kept set grows with every kept block
+    that matches no real sample the other kept blocks match."""
+
     name = "copur"
     #: flags need the block excluded as well, so the threshold is the clean quantile itself
     flag_factor = 1.0
@@ -92,6 +100,8 @@ class ConsensusPurifier(Purifier):
         self.last_cost: dict[str, int] = {}
 
     def purify(self, h: torch.Tensor, observed: torch.Tensor, *, differentiable: bool = False) -> Purified:
+        """Choose the kept set for every sample (every hypothesis and bank row in one batched cost), decode from it,
+        score and flag every observed block."""
         if differentiable:
             return self._purify(h, observed, True)
         with torch.no_grad(), small_batch_threads(len(h) * len(self.hypotheses), h.device):

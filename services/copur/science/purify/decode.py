@@ -79,10 +79,12 @@ class CodeDecoder:
         self.cost: dict[str, int] = {}
 
     def reset(self) -> dict[str, int]:
+        """Zero the work counters and return them (filled by the next solve)."""
         self.cost = {"enc_fwd_rows": 0, "dec_fwd_rows": 0, "dec_bwd_rows": 0}
         return self.cost
 
     def count(self, key: str, rows: int) -> None:
+        """Add ``rows`` to the work counter ``key``."""
         self.cost[key] = self.cost.get(key, 0) + rows
 
     def l21(self, z: torch.Tensor, h: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -90,9 +90,12 @@ class LeakyMLP:
         self.gram = self.weights[0] @ self.weights_t[0]
 
     def first(self, x: torch.Tensor) -> torch.Tensor:
+        """The first layer's affine map (no activation)."""
         return torch.addmm(self.biases[0], x, self.weights_t[0])
 
     def forward_from(self, a1: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """The rest of the network from the first layer's output; returns the output and the pre-activations the
+        backward pass needs."""
         pre: list[torch.Tensor | None] = []
         x = a1
         for i, slope in enumerate(self.slopes):
@@ -103,9 +106,11 @@ class LeakyMLP:
         return x, pre
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """The network's output and pre-activations for input ``x``."""
         return self.forward_from(self.first(x))
 
     def backward_to_first(self, grad: torch.Tensor, pre: list[torch.Tensor | None]) -> torch.Tensor:
+        """The gradient with respect to the first layer's output, given the output's gradient."""
         for i in range(len(self.weights) - 1, 0, -1):
             grad = grad @ self.weights[i]
             x, slope = pre[i - 1], self.slopes[i - 1]
@@ -114,6 +119,7 @@ class LeakyMLP:
         return grad
 
     def backward(self, grad: torch.Tensor, pre: list[torch.Tensor | None]) -> torch.Tensor:
+        """The gradient with respect to the input, given the output's gradient (no autograd)."""
         return self.backward_to_first(grad, pre) @ self.weights[0]
 
 
@@ -125,6 +131,7 @@ class MLPCache:
         self._mlp: LeakyMLP | None = None
 
     def get(self, *modules: nn.Module) -> LeakyMLP:
+        """The :class:`LeakyMLP` of ``modules``, rebuilt only when one of their parameters changed."""
         params = [p for module in modules for p in module.parameters()]
         key = (tuple(id(m) for m in modules), *((p.data_ptr(), p._version, p.dtype, p.device) for p in params))
         if self._mlp is None or key != self._key:

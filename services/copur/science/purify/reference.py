@@ -21,6 +21,9 @@ __all__ = ["ReferenceConfig", "ReferencePurifier"]
 
 @dataclass(frozen=True, kw_only=True)
 class ReferenceConfig:
+    """The published algorithm's constants: K1 steps at rate ``lr1`` stopping under gradient norm ``stop_grad``, then K2
+    steps at rate ``lr2`` with weight ``tau``."""
+
     k1: int = 100
     lr1: float = 0.1
     stop_grad: float = 0.1
@@ -32,6 +35,8 @@ class ReferenceConfig:
 
 
 class ReferencePurifier(Purifier):
+    """``copur-ref``: the public CoPur purification, for comparison (it is pulled toward a corrupted block)."""
+
     name = "copur-ref"
 
     def __init__(self, *, config: ReferenceConfig | None = None, **kwargs: object) -> None:
@@ -48,6 +53,8 @@ class ReferencePurifier(Purifier):
         return torch.autograd.grad(loss.sum(), x, create_graph=differentiable)[0]
 
     def purify(self, h: torch.Tensor, observed: torch.Tensor, *, differentiable: bool = False) -> Purified:
+        """Steps 1 and 2 of the published algorithm on every sample of the batch at once; scores are the normalised
+        block residuals of the output."""
         if differentiable:
             out = self._purify_autograd(h, observed, differentiable=True)
         elif not self.config.analytic_grad:

@@ -39,6 +39,9 @@ __all__ = ["RobustConfig", "RobustPurifier"]
 
 @dataclass(frozen=True, kw_only=True)
 class RobustConfig:
+    """``copur-l21``'s search: subsets of up to ``start_hidden`` parties hidden in the starts, Adam steps and rate, and
+    detect-then-impute of up to ``max_hidden`` flagged blocks."""
+
     max_hidden: int = 2
     start_hidden: int = 1
     steps: int = 20
@@ -52,6 +55,8 @@ class RobustConfig:
 
 
 class RobustPurifier(Purifier):
+    """``copur-l21``: the normalised l2,1 fit in code space from several starts, then detect and impute."""
+
     name = "copur-l21"
 
     def __init__(self, *, config: RobustConfig | None = None, **kwargs: object) -> None:
@@ -64,6 +69,8 @@ class RobustPurifier(Purifier):
         self.start_hide = subset_masks(m, range(k + 1), self.device)  # (S, M)
 
     def purify(self, h: torch.Tensor, observed: torch.Tensor, *, differentiable: bool = False) -> Purified:
+        """The best start refined, flagged blocks dropped and the fit solved again; scores are normalised block
+        residuals."""
         if differentiable:
             return self._purify(h, observed, True)
         with torch.no_grad(), small_batch_threads(len(h) * len(self.start_hide), h.device):
