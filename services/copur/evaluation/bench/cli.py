@@ -1,19 +1,29 @@
-"""``copur bench purifier|serve|report``: the benchmark commands (a sub-app of the ``copur`` CLI)."""
+"""``copur bench purifier|serve|report``: the benchmark commands (a sub-app of the ``copur`` CLI).
+
+The ``command`` that ``bench purifier`` and ``bench serve`` record is rebuilt from the options, not
+taken from ``sys.argv`` (:func:`copur.operations.clikit.command_line`): it spells out every setting,
+defaults included (the batch sizes, --min-seconds, --bundle, --batching...), most of which the JSON
+records nowhere else, so that it still reproduces the run when a default changes. ``bench report``
+records the command line as typed: its output depends on nothing but the files it names.
+"""
 
 from __future__ import annotations
 
-import json
 import shlex
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from copur.errors import ConfigError
+from copur.operations.clikit import command_line
 from copur.operations.clikit import guard as _guard
 
 if TYPE_CHECKING:
     import torch
+
+    from copur.evaluation.bench.models import PurifierBench, ServeBench
 
 __all__ = ["bench_app"]
 
@@ -54,7 +64,14 @@ def _bench_device(name: str) -> torch.device:
     return resolve_device(name)
 
 
-def _purifier_argv(device: str, sizes: list[int], bundle: str, min_seconds: float, threads: int | None) -> list[str]:
+def _purifier_argv(
+    device: str,
+    sizes: list[int],
+    bundle: str,
+    min_seconds: float,
+    threads: int | None,
+) -> list[str]:
+    """``copur bench purifier`` with every setting spelled out (defaults included)."""
     argv = ["copur", "bench", "purifier", "--device", device, "--batch-sizes", ",".join(map(str, sizes))]
     argv += ["--bundle", bundle, "--min-seconds", str(min_seconds)]
     return argv + (["--threads", str(threads)] if threads else [])
@@ -121,23 +138,24 @@ def bench_purifier_command(
         except FileNotFoundError as exc:  # a bundle without calibration.json
             raise ConfigError(f"--bundle: {exc}") from None
         argv = _purifier_argv(device, sizes, bundle, min_seconds, threads)
-        result["command"] = shlex.join([*argv, "--json", str(json_path)])
+        result.command = shlex.join([*argv, "--json", str(json_path)])
         typer.echo(f"wrote {write_purifier_bench(result, json_path)}")
 
     _guard(run)
 
 
-def _serve_argv(url: str | None, config: Path, batching: str, levels: list[int], **numbers: object) -> list[str]:
+def _serve_argv(
+    url: str | None,
+    config: Path,
+    batching: str,
+    levels: list[int],
+    **numbers: object,
+) -> list[str]:
+    """``copur bench serve`` with every setting spelled out (defaults included)."""
     argv = ["copur", "bench", "serve", *(["--url", url] if url else ["--up", "--config", str(config)])]
     argv += ["--batching", batching, "--concurrency", ",".join(map(str, levels))]
-    return argv + [a for key, value in numbers.items() for a in (f"--{key.replace('_', '-')}", str(value))]
-
-
-def _record_command(json_path: Path, command: str) -> None:
-    """Add the command line to the JSON report ``serve_command`` wrote."""
-    report = json.loads(json_path.read_text())
-    report["command"] = command
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    pairs = ((f"--{key.replace('_', '-')}", str(value)) for key, value in numbers.items())
+    return argv + [a for pair in pairs for a in pair]
 
 
 @bench_app.command("serve", context_settings=_LIST_OPTION)
@@ -199,7 +217,8 @@ def bench_serve_command(
             raise ConfigError(f"--config: {config} not found")
         mode = batching or ("both" if up else "on")
         numbers = {"requests": requests, "duration": duration, "ids_per_request": ids_per_request}
-        code = serve_command(
+        argv = _serve_argv(url, config, mode, levels, **numbers, defense=defense, warmup=warmup)
+        return serve_command(
             url=url,
             config=config,
             json_path=json_path,
@@ -215,11 +234,8 @@ def bench_serve_command(
             start_timeout=start_timeout,
             echo=lambda line: typer.echo(line, err=line.startswith("error:")),
             api_key=api_key,
+            command=shlex.join([*argv, "--json", str(json_path)]),
         )
-        if code == 0:
-            argv = _serve_argv(url, config, mode, levels, **numbers, defense=defense, warmup=warmup)
-            _record_command(json_path, shlex.join([*argv, "--json", str(json_path)]))
-        return code
 
     raise typer.Exit(code=_guard(run))
 
@@ -246,18 +262,18 @@ def bench_report_command(
     def run() -> None:
         import datetime
 
-        from copur.evaluation.bench.report import load_bench_json, render_performance, write_performance
+        from copur.evaluation.bench.models import load_bench
+        from copur.evaluation.bench.report import render_performance, write_performance
 
         if purifier is None and serve is None:
             raise ConfigError("give --purifier FILE, --serve FILE or both")
-        bench = load_bench_json(purifier, "purifier") if purifier is not None else None
-        served = load_bench_json(serve, "serve") if serve is not None else None
-        argv = ["copur", "bench", "report"]
-        argv += [*(["--purifier", str(purifier)] if purifier else []), *(["--serve", str(serve)] if serve else [])]
+        bench = load_bench(purifier, "purifier") if purifier is not None else None
+        served = load_bench(serve, "serve") if serve is not None else None
+        serve_fallback = f"copur bench serve --up --config deploy/cluster.yaml --json {serve}"
         commands = {
             "purifier": _recorded(bench, f"copur bench purifier --json {purifier}"),
-            "serve": _recorded(served, f"copur bench serve --up --config deploy/cluster.yaml --json {serve}"),
-            "report": shlex.join([*argv, "--out", str(out)]),
+            "serve": _recorded(served, serve_fallback),
+            "report": command_line(sys.argv, "bench"),
         }
         commands = {k: v for k, v in commands.items() if v}
         today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
@@ -267,9 +283,8 @@ def bench_report_command(
     _guard(run)
 
 
-def _recorded(report: dict[str, Any] | None, fallback: str) -> str:
+def _recorded(report: PurifierBench | ServeBench | None, fallback: str) -> str:
     """The command line a bench report recorded, else ``fallback`` (empty when there is no report)."""
     if report is None:
         return ""
-    command = report.get("command")
-    return command if isinstance(command, str) else fallback
+    return report.command if report.command is not None else fallback

@@ -2,27 +2,25 @@
 
 Shapes: ``nus-wide`` (an AE 240-200-150-200-240 with seeded orthogonal weights, M=4 parties of e=60:
 the shape of the public reference implementation's NUS-WIDE experiment; orthogonal weights give the
-Jacobian the unit gain of a trained AE, so ``copur-ref`` runs its 100 + 3 steps as on real data, where
-PyTorch's default initialisation would shrink every gradient under the early-stop threshold after one
-step) with inputs AE(noise) + 10 % noise, and for ``copur`` a consistency bank of ``NUS_BANK_ROWS`` more
-such rows (the most a calibrated bundle keeps, so the bank comparison is timed at its largest); and ``mfeat``
-(a bundle's real AE, its calibration, its consistency bank and its test embeddings, tiled up to the largest
-batch size).
+Jacobian the unit gain of a trained AE, so ``copur-ref`` runs its 100 + 3 steps as on real data,
+where PyTorch's default initialisation would shrink every gradient under the early-stop threshold
+after one step) with inputs AE(noise) + 10 % noise, and for ``copur`` a consistency bank of
+``NUS_BANK_ROWS`` more such rows (the most a calibrated bundle keeps, so the bank comparison is
+timed at its largest); and ``mfeat`` (a bundle's real AE, its calibration, its consistency bank and
+its test embeddings, tiled up to the largest batch size).
 
-Baselines, measured in the same run at the NUS-WIDE shape: ``copur-ref`` one sample at a time with its
-default analytic-gradient path, and one sample at a time with autograd per step (the public code's
-formulation). Two FLOP counts per record: ``gflops`` is the algorithm's nominal work per second, counted
-from what each purifier reports in ``last_cost`` (rows through the AE / encoder / decoder forward and
-input-gradient backward, every layer as trained; early stops counted), an effective rate; and
-``gflops_executed`` the matmul FLOPs the call really ran (torch's FlopCounterMode) per second, the rate
-to hold against the measured matmul peak.
+Baselines, measured in the same run at the NUS-WIDE shape: ``copur-ref`` one sample at a time with
+its default analytic-gradient path, and one sample at a time with autograd per step (the public
+code's formulation). Two FLOP counts per record: ``gflops`` is the algorithm's nominal work per
+second, counted from what each purifier reports in ``last_cost`` (rows through the AE / encoder /
+decoder forward and input-gradient backward, every layer as trained; early stops counted), an
+effective rate; and ``gflops_executed`` the matmul FLOPs the call really ran (torch's
+FlopCounterMode) per second, the rate to hold against the measured matmul peak. The result is a
+:class:`~copur.evaluation.bench.models.PurifierBench`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -32,6 +30,8 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from copur.evaluation.bench.machine import machine_info, usable_cores
+from copur.evaluation.bench.models import OneSampleLoop, PurifierBench, PurifierRecord, write_bench
 from copur.science.calibration import BANK_ROWS, bundle_bank
 from copur.science.models import AutoEncoder
 from copur.science.purify import (
@@ -186,35 +186,6 @@ def _purifiers(setup: dict[str, Any]) -> dict[str, Purifier]:
     return out
 
 
-def _machine(device: torch.device, threads: int) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "threads": threads,
-        "torch": torch.__version__,
-        "device": str(device),
-        "python": platform.python_version(),
-        "load_average": list(os.getloadavg()),
-    }
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
-def _available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
 def bench_purifier(
     *,
     device: torch.device,
@@ -223,15 +194,15 @@ def bench_purifier(
     min_seconds: float = 1.0,
     progress: bool = True,
     threads: int | None = None,
-) -> dict[str, Any]:
+) -> PurifierBench:
     """Samples/s, latency and achieved GFLOP/s of every purifier per shape and batch size.
 
-    ``threads``: torch intra-op threads for the run (default: the cores this process may use), restored
-    afterwards. The purifiers themselves drop to one thread for small batches.
+    ``threads``: torch intra-op threads for the run (default: the cores this process may use),
+    restored afterwards. The purifiers themselves drop to one thread for small batches.
     """
     device = torch.device(device)
     saved_threads = torch.get_num_threads()
-    threads = threads or _available_cores()
+    threads = threads or usable_cores()
     torch.set_num_threads(threads)
     try:
         return _bench(device, list(batch_sizes), bundle, min_seconds, progress, threads)
@@ -245,8 +216,13 @@ def _log(progress: bool, message: str) -> None:
 
 
 def _bench(
-    device: torch.device, batch_sizes: list[int], bundle: str | None, min_seconds: float, progress: bool, threads: int
-) -> dict[str, Any]:
+    device: torch.device,
+    batch_sizes: list[int],
+    bundle: str | None,
+    min_seconds: float,
+    progress: bool,
+    threads: int,
+) -> PurifierBench:
     samples = max(batch_sizes)
     peak = matmul_peak_gflops(device)
     _log(progress, f"matmul peak: {peak:.1f} GFLOP/s ({threads} threads)")
@@ -264,7 +240,7 @@ def _bench(
     for note in notes:
         _log(progress, note)
 
-    records: list[dict[str, Any]] = []
+    records: list[PurifierRecord] = []
     nus_purifiers: dict[str, Purifier] = {}
     for shape, setup in setups.items():
         purifiers = _purifiers(setup)
@@ -279,29 +255,30 @@ def _bench(
                 flops = _flops(purifier)
                 cost = dict(getattr(purifier, "last_cost", {}) or {})
                 executed = _executed_flops(partial(purifier.purify, h, observed))
-                record = {
-                    "purifier": name,
-                    "shape": shape,
-                    "device": str(device),
-                    "batch_size": bs,
-                    "samples_per_s": bs / seconds,
-                    "latency_ms": 1e3 * seconds / bs,
-                    "batch_ms": 1e3 * seconds,
-                    "gflops": flops / seconds / 1e9 if flops is not None else None,
-                    "flops_per_batch": flops,
-                    "gflops_executed": executed / seconds / 1e9,
-                    "executed_flops_per_batch": executed,
-                    "calls": calls,
-                    "cost": cost,
-                }
+                record = PurifierRecord(
+                    purifier=name,
+                    shape=shape,
+                    device=str(device),
+                    batch_size=bs,
+                    samples_per_s=bs / seconds,
+                    latency_ms=1e3 * seconds / bs,
+                    batch_ms=1e3 * seconds,
+                    gflops=flops / seconds / 1e9 if flops is not None else None,
+                    flops_per_batch=flops,
+                    gflops_executed=executed / seconds / 1e9,
+                    executed_flops_per_batch=executed,
+                    calls=calls,
+                    cost=cost,
+                )
                 if "step1_row_iterations" in cost:
-                    record["mean_step1_iterations"] = cost["step1_row_iterations"] / bs
+                    record.mean_step1_iterations = cost["step1_row_iterations"] / bs
                 records.append(record)
                 _log(
                     progress,
-                    f"{name:9s} {shape:8s} batch {bs:5d}: {record['samples_per_s']:10.1f} samples/s, "
-                    f"{record['latency_ms']:9.3f} ms/sample, {record['batch_ms']:10.2f} ms/batch, "
-                    f"{record['gflops'] or 0:7.2f} GFLOP/s nominal, {record['gflops_executed']:7.2f} executed",
+                    f"{name:9s} {shape:8s} batch {bs:5d}: {record.samples_per_s:10.1f} samples/s, "
+                    f"{record.latency_ms:9.3f} ms/sample, {record.batch_ms:10.2f} ms/batch, "
+                    f"{record.gflops or 0:7.2f} GFLOP/s nominal, "
+                    f"{record.gflops_executed or 0:7.2f} executed",
                 )
 
     # One-sample-at-a-time Python loops of copur-ref at the NUS shape over the same samples: the default
@@ -320,31 +297,37 @@ def _bench(
         "one_sample_loop": _one_sample_loop(ref, h_nus, device, min_seconds, "analytic (default)"),
         "one_sample_loop_autograd": _one_sample_loop(ref_autograd, h_nus, device, min_seconds, "autograd"),
     }
-    batched = [r for r in records if r["purifier"] == "copur-ref" and r["shape"] == "nus-wide"]
-    best = max(batched, key=lambda r: r["samples_per_s"])
-    speedups = {key: best["samples_per_s"] / loop["samples_per_s"] for key, loop in loops.items()}
+    batched = [r for r in records if r.purifier == "copur-ref" and r.shape == "nus-wide"]
+    best = max(batched, key=lambda r: r.samples_per_s)
+    speedups = {key: best.samples_per_s / _rate(loop) for key, loop in loops.items()}
     for key, loop in loops.items():
         _log(
             progress,
-            f"copur-ref one-sample loop, {loop['gradients']} gradients (nus-wide, {loop['samples']} samples): "
-            f"{loop['samples_per_s']:.1f} samples/s; batched (batch {best['batch_size']}) is "
+            f"copur-ref one-sample loop, {loop.gradients} gradients (nus-wide, {loop.samples} "
+            f"samples): {_rate(loop):.1f} samples/s; batched (batch {best.batch_size}) is "
             f"{speedups[key]:.1f}x faster",
         )
-    return {
-        "machine": _machine(device, threads),
-        "matmul_peak_gflops": peak,
-        "notes": notes,
-        "records": records,
-        **loops,
-        "speedup_vs_one_sample_loop": speedups["one_sample_loop"],
-        "speedup_vs_one_sample_autograd_loop": speedups["one_sample_loop_autograd"],
-        "speedup_best_batch_size": best["batch_size"],
-    }
+    return PurifierBench(
+        machine=machine_info(device, threads),
+        matmul_peak_gflops=peak,
+        notes=notes,
+        records=records,
+        one_sample_loop=loops["one_sample_loop"],
+        one_sample_loop_autograd=loops["one_sample_loop_autograd"],
+        speedup_vs_one_sample_loop=speedups["one_sample_loop"],
+        speedup_vs_one_sample_autograd_loop=speedups["one_sample_loop_autograd"],
+        speedup_best_batch_size=best.batch_size,
+    )
+
+
+def _rate(loop: OneSampleLoop) -> float:
+    assert loop.samples_per_s is not None  # set by _one_sample_loop
+    return loop.samples_per_s
 
 
 def _one_sample_loop(
     purifier: Purifier, h: torch.Tensor, device: torch.device, min_seconds: float, gradients: str
-) -> dict[str, Any]:
+) -> OneSampleLoop:
     """``purifier`` called on one sample at a time over the first ``LOOP_SAMPLES`` rows of ``h``."""
     n = min(LOOP_SAMPLES, len(h))
     one = torch.ones(1, h.shape[1] // purifier.emb_dim, dtype=torch.bool, device=device)
@@ -354,20 +337,17 @@ def _one_sample_loop(
             purifier.purify(h[i : i + 1], one)
 
     seconds, calls = _timed(loop, device, min_seconds)
-    return {
-        "purifier": "copur-ref",
-        "shape": "nus-wide",
-        "gradients": gradients,
-        "samples": n,
-        "samples_per_s": n / seconds,
-        "latency_ms": 1e3 * seconds / n,
-        "calls": calls,
-    }
+    return OneSampleLoop(
+        purifier="copur-ref",
+        shape="nus-wide",
+        gradients=gradients,
+        samples=n,
+        samples_per_s=n / seconds,
+        latency_ms=1e3 * seconds / n,
+        calls=calls,
+    )
 
 
-def write_purifier_bench(result: dict[str, Any], json_path: str | Path) -> Path:
+def write_purifier_bench(result: PurifierBench, json_path: str | Path) -> Path:
     """Write ``result`` as indented JSON (parent folders created); returns the path."""
-    path = Path(json_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    return path
+    return write_bench(result, json_path)
