@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from adversary.support import PARTY, Clean, E, embed
 from copur.errors import CopurError
 from copur.roles.adversary import AdversaryApp, Policy, serve_adversary
-from copur.roles.adversary.server import DROP_DETAILS
+from copur.roles.adversary.proxy import DROP_DETAILS
 from copur_client import serde
 from copur_client.v1 import party_pb2, party_pb2_grpc
 

@@ -1,20 +1,19 @@
-"""Shared gRPC plumbing: server construction with health + reflection, domain errors -> status codes."""
+"""Shared gRPC plumbing: the message limits, the one mapping from domain errors to HTTP and gRPC
+status, and aborting a call with it. Serving gRPC (health, reflection, mTLS) is
+:mod:`copur.transport.grpc_server`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from concurrent import futures
-from typing import NoReturn
+from typing import Final, NoReturn
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from copur.errors import CopurError
 from copur.transport.auth.errors import PermissionDenied, RateLimited, Unauthenticated
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
+    "MESSAGE_OPTIONS",
     "RECONNECT_OPTIONS",
     "InvalidRequest",
     "NotFound",
@@ -22,14 +21,19 @@ __all__ = [
     "TooLarge",
     "Unavailable",
     "UnsupportedMediaType",
+    "abort",
     "abort_with",
     "grpc_status",
     "http_status",
-    "make_server",
-    "set_serving",
 ]
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
+"""The largest message any server or channel of the cluster sends or receives."""
+MESSAGE_OPTIONS: Final[list[tuple[str, int]]] = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
+"""Server or channel options: messages up to :data:`MAX_MESSAGE_BYTES` both ways."""
 RECONNECT_OPTIONS: list[tuple[str, int]] = [
     ("grpc.initial_reconnect_backoff_ms", 500),
     ("grpc.max_reconnect_backoff_ms", 2000),
@@ -81,37 +85,25 @@ def _status(exc: CopurError) -> tuple[int, grpc.StatusCode]:
 
 
 def http_status(exc: CopurError) -> int:
+    """The HTTP status of ``exc``: its class's entry in the one mapping, 400 for any other domain
+    error."""
     return _status(exc)[0]
 
 
 def grpc_status(exc: CopurError) -> grpc.StatusCode:
+    """The gRPC status of ``exc``: its class's entry in the one mapping, INVALID_ARGUMENT
+    otherwise."""
     return _status(exc)[1]
 
 
+def abort(context: grpc.ServicerContext, code: grpc.StatusCode, details: str) -> NoReturn:
+    """End a (sync) gRPC call with ``code`` and ``details``; never returns (``context.abort``
+    raises)."""
+    context.abort(code, details)
+    raise AssertionError("grpc context.abort returned")  # pragma: no cover - abort raises
+
+
 def abort_with(context: grpc.ServicerContext, exc: CopurError) -> NoReturn:
-    """Abort a (sync) gRPC call with the status that ``exc`` maps to."""
-    context.abort(grpc_status(exc), str(exc))
-    raise AssertionError("unreachable")  # pragma: no cover - abort raises
-
-
-def make_server(*, service_names: Sequence[str], workers: int = 8) -> tuple[grpc.Server, health.HealthServicer]:
-    """A thread-pool gRPC server with grpc.health.v1 (NOT_SERVING until told) and reflection."""
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers),
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ],
-    )
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", *service_names):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    reflection.enable_server_reflection((*service_names, reflection.SERVICE_NAME, health.SERVICE_NAME), server)
-    return server, health_servicer
-
-
-def set_serving(health_servicer: health.HealthServicer, service_names: Sequence[str], serving: bool) -> None:
-    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-    for name in ("", *service_names):
-        health_servicer.set(name, status)
+    """End a (sync) gRPC call with the status that ``exc`` maps to and its message as the
+    details."""
+    abort(context, grpc_status(exc), str(exc))

@@ -45,6 +45,8 @@ class _Strict(BaseModel):
 
 
 class PartyNode(_Strict):
+    """Party ``index``, serving gRPC on ``port``."""
+
     index: int = Field(ge=0)
     port: int = Field(ge=1, le=65535)
 
@@ -59,6 +61,9 @@ class AdversaryNode(_Strict):
 
 
 class FusionNode(_Strict):
+    """The fusion center: its two front doors' ports, batching, the party deadline, the request
+    limits, the default defense and the device of its worker."""
+
     http_port: int = Field(default=8080, ge=1, le=65535)
     grpc_port: int = Field(default=50050, ge=1, le=65535)
     max_batch: int = Field(default=256, ge=1)
@@ -101,6 +106,10 @@ def is_loopback(host: str) -> bool:
 
 
 class Topology(_Strict):
+    """A whole cluster: the bundle, where every role listens and how the others reach it, TLS and
+    API keys. Validated as a whole: party indices 0..M-1 once each, no port used twice, at most one
+    adversary per existing party, plaintext and open APIs on loopback only."""
+
     bundle: str
     data_dir: str | None = None
     bind_host: str = "127.0.0.1"
@@ -144,12 +153,15 @@ class Topology(_Strict):
         return "127.0.0.1" if self.hostnames == "local" else role
 
     def party_address(self, index: int) -> str:
+        """``HOST:PORT`` of party ``index`` itself (not its adversary)."""
         return f"{self.host(service_name('party', index))}:{self.party(index).port}"
 
     def party(self, index: int) -> PartyNode:
+        """The node of party ``index``."""
         return next(p for p in self.parties if p.index == index)
 
     def adversary_for(self, index: int) -> AdversaryNode | None:
+        """The adversary in front of party ``index``, None when it has none."""
         return next((a for a in self.adversaries if a.party == index), None)
 
     def fusion_target(self, index: int) -> str:
@@ -173,6 +185,7 @@ class Topology(_Strict):
 
     @property
     def num_parties(self) -> int:
+        """How many parties the cluster has."""
         return len(self.parties)
 
 

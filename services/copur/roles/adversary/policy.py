@@ -271,6 +271,7 @@ class PolicyState:
         self._corrupted = 0
 
     def get(self) -> Policy:
+        """The policy in force now."""
         with self._lock:
             return self._policy
 
@@ -287,5 +288,6 @@ class PolicyState:
             self._corrupted += int(corrupted)
 
     def snapshot(self) -> PolicySnapshot:
+        """The policy and both counts, read together (consistent with each other)."""
         with self._lock:
             return PolicySnapshot(policy=self._policy, calls=self._calls, corrupted=self._corrupted)

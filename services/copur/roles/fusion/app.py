@@ -1,23 +1,25 @@
-"""Running the fusion center: load the bundle, start the handler, serve HTTP and gRPC in one event loop."""
+"""Running the fusion center: load the bundle, start the handler, serve HTTP (uvicorn) and gRPC (the
+one asyncio builder) in one event loop until told to stop."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import logging
-import signal
 from pathlib import Path
 
 import uvicorn
 
 from copur.errors import CopurError
-from copur.roles.fusion.grpc_api import create_grpc_server, mark_serving
+from copur.roles.fusion.grpc_api import fusion_grpc_server
 from copur.roles.fusion.handler import FusionHandler, FusionSettings
 from copur.roles.fusion.http_api import create_http_app
 from copur.roles.fusion.worker import Worker
 from copur.science.bundle import load_bundle
 from copur.science.device import resolve_device
 from copur.transport.auth.guard import load_authenticator
+from copur.transport.grpc_server import host_port
+from copur.transport.lifecycle import stop_on_signals
 from copur.transport.tls.credentials import identity_for
 from copur.transport.topology import Topology, load_topology, service_name
 
@@ -47,19 +49,20 @@ def build_handler(topology: Topology) -> FusionHandler:
 
 
 async def run_fusion(topology: Topology, stop: asyncio.Event) -> None:
-    """Serve until ``stop`` is set: HTTP on fusion.http_port, gRPC on fusion.grpc_port, both behind the
-    topology's ``auth`` (keys loaded first: a missing or malformed keys file fails before anything binds)."""
+    """Serve until ``stop`` is set: HTTP on fusion.http_port, gRPC on fusion.grpc_port, both behind
+    the topology's ``auth`` (keys loaded first: a missing or malformed keys file fails before
+    anything binds). On ``stop``: gRPC health NOT_SERVING, both servers stopped (calls in flight get
+    a second), then the handler and the worker. A port that cannot be bound is a CopurError naming
+    it."""
     auth = load_authenticator(topology.auth.mode, topology.auth.keys_file)
     handler = build_handler(topology)
     host = topology.bind_host
     await handler.start()
-    grpc_server, port, health = create_grpc_server(
-        handler, f"{host}:{topology.fusion.grpc_port}", handler.settings.tls, auth=auth
+    grpc_server = fusion_grpc_server(
+        handler, host_port(host, topology.fusion.grpc_port), handler.settings.tls, auth=auth
     )
-    if port == 0:
-        raise CopurError(f"fusion: cannot bind gRPC port {host}:{topology.fusion.grpc_port}")
     await grpc_server.start()
-    await mark_serving(health, True)
+    await grpc_server.set_serving(True)
     config = uvicorn.Config(
         create_http_app(handler, auth=auth),
         host=host,
@@ -78,14 +81,13 @@ async def run_fusion(topology: Topology, stop: asyncio.Event) -> None:
         host,
         topology.fusion.http_port,
         host,
-        port,
+        grpc_server.port,
         handler.worker.device,
         handler.parties_up,
     )
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({serve, stopper}, return_when=asyncio.FIRST_COMPLETED)
     http.should_exit = True
-    await mark_serving(health, False)
     await grpc_server.stop(1.0)
     await serve
     await handler.stop()
@@ -95,14 +97,12 @@ async def run_fusion(topology: Topology, stop: asyncio.Event) -> None:
 
 
 def serve_fusion(config: str | Path) -> None:
-    """``copur fusion --config FILE``: run until SIGINT / SIGTERM."""
+    """``copur fusion --config FILE``: run :func:`run_fusion` until SIGINT / SIGTERM, then stop
+    gracefully."""
     topology = load_topology(config)
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await run_fusion(topology, stop)
+        with stop_on_signals() as stop:
+            await run_fusion(topology, stop)
 
     asyncio.run(main())

@@ -13,6 +13,9 @@ __all__ = ["Batcher", "Job"]
 
 @dataclass
 class Job:
+    """One request waiting in the batcher: its ids, defense and ``certify`` flag, and the future its
+    answer (a list of predictions) or its error is set on, exactly once."""
+
     sample_ids: list[int]
     defense: str
     certify: bool
@@ -48,9 +51,12 @@ class Batcher:
         self._inflight: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
+        """Start collecting batches on the running event loop (call once, inside it)."""
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def submit(self, sample_ids: list[int], defense: str, certify: bool) -> object:
+        """Queue one job and wait for its answer (what ``process`` set on its future, or its
+        error)."""
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         await self.queue.put(Job(sample_ids, defense, certify, future))
         return await future
@@ -103,6 +109,7 @@ class Batcher:
                 self._slots.release()
 
     async def stop(self) -> None:
+        """Stop collecting; batches in flight finish first (jobs still queued get no answer)."""
         if self._task is not None:
             self._task.cancel()
         for task in list(self._inflight):

@@ -1,34 +1,40 @@
-"""gRPC front door (FusionService.Predict): a thin adapter over :class:`FusionHandler`."""
+"""gRPC front door (FusionService.Predict): a thin adapter over :class:`FusionHandler`, served by
+the one asyncio builder (:class:`~copur.transport.grpc_server.AioGrpcServer`)."""
 
 from __future__ import annotations
 
 import time
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health
 
 from copur.errors import CopurError
 from copur.roles.fusion.handler import FusionHandler
 from copur.transport.auth.grpcauth import BearerInterceptor
 from copur.transport.auth.guard import Authenticator
-from copur.transport.grpcutil import MAX_MESSAGE_BYTES, grpc_status
-from copur.transport.tls.credentials import TlsIdentity, add_port
+from copur.transport.auth.keys import Scope
+from copur.transport.grpc_server import AioGrpcServer, aio_set_health
+from copur.transport.grpcutil import grpc_status
+from copur.transport.tls.credentials import TlsIdentity
 from copur_client.serde import predict_request_from_proto, predictions_to_proto
 from copur_client.v1 import fusion_pb2, fusion_pb2_grpc
 
-__all__ = ["FusionServicer", "create_grpc_server", "mark_serving"]
+__all__ = ["FusionServicer", "create_grpc_server", "fusion_grpc_server", "mark_serving"]
 
 SERVICE = fusion_pb2.DESCRIPTOR.services_by_name["FusionService"].full_name
 
 
 class FusionServicer(fusion_pb2_grpc.FusionServiceServicer):
+    """FusionService over ``handler``: every call is counted and timed (transport ``grpc``), and a
+    domain error ends the call with the status of the one mapping and its one-line message."""
+
     def __init__(self, handler: FusionHandler) -> None:
         self.handler = handler
 
     async def Predict(
         self, request: fusion_pb2.PredictRequest, context: grpc.aio.ServicerContext
     ) -> fusion_pb2.PredictResponse:
+        """The handler's predictions for the request's sample ids, in request order."""
         started = time.perf_counter()
         ids, defense, certify = predict_request_from_proto(request)
         label = defense or self.handler.node.default_defense
@@ -42,27 +48,42 @@ class FusionServicer(fusion_pb2_grpc.FusionServiceServicer):
         return predictions_to_proto(preds)
 
 
+def fusion_grpc_server(
+    handler: FusionHandler,
+    address: str,
+    tls: TlsIdentity | None = None,
+    *,
+    auth: Authenticator | None,
+) -> AioGrpcServer:
+    """The fusion center's asyncio gRPC server on ``address`` (bound; CopurError when it cannot be):
+    Fusion Service, health (NOT_SERVING until told) and reflection. With ``tls`` it serves mTLS
+    only: callers must present a certificate signed by ``tls``'s CA (applications use the ``client``
+    key pair); None serves plaintext. ``auth``: Predict needs ``authorization: Bearer <key>``
+    metadata with scope ``predict`` (health and reflection stay open); None (``auth.mode: none``,
+    loopback only) leaves it open. Keyword and required: never open by omission."""
+    scopes: dict[str, Scope] = {f"/{SERVICE}/Predict": "predict"}
+    interceptors = [BearerInterceptor(auth, scopes)] if auth is not None else []
+    server = AioGrpcServer(
+        name="fusion",
+        address=address,
+        services=[SERVICE],
+        tls=tls,
+        interceptors=interceptors,
+    )
+    fusion_pb2_grpc.add_FusionServiceServicer_to_server(FusionServicer(handler), server.server)
+    return server
+
+
 def create_grpc_server(
     handler: FusionHandler, address: str, tls: TlsIdentity | None = None, *, auth: Authenticator | None
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    """An asyncio gRPC server with FusionService, grpc.health.v1 and reflection; returns the bound port (0
-    when it cannot bind). With ``tls`` it serves mTLS only: callers must present a certificate signed by
-    ``tls``'s CA (applications use the ``client`` key pair); None serves plaintext. ``auth``: Predict needs
-    ``authorization: Bearer <key>`` metadata with scope ``predict`` (health and reflection stay open); None
-    (``auth.mode: none``, loopback only) leaves it open. Keyword and required: never open by omission."""
-    interceptors = [BearerInterceptor(auth, {f"/{SERVICE}/Predict": "predict"})] if auth is not None else []
-    server = grpc.aio.server(
-        interceptors=interceptors, options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
-    )
-    fusion_pb2_grpc.add_FusionServiceServicer_to_server(FusionServicer(handler), server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE, reflection.SERVICE_NAME, health.SERVICE_NAME), server)
-    port = add_port(server, address, tls)
-    return server, port, health_servicer
+    """:func:`fusion_grpc_server` as its raw parts (server, bound port, health servicer), for
+    callers that drive the grpc server themselves (start it, then :func:`mark_serving`)."""
+    server = fusion_grpc_server(handler, address, tls, auth=auth)
+    return server.server, server.port, server.health
 
 
 async def mark_serving(health_servicer: health.aio.HealthServicer, serving: bool) -> None:
-    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-    for name in ("", SERVICE):
-        await health_servicer.set(name, status)
+    """Set what the health servicer of :func:`create_grpc_server` answers for the server and
+    FusionService."""
+    await aio_set_health(health_servicer, ("", SERVICE), serving)

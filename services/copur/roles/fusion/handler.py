@@ -41,6 +41,13 @@ class FusionSettings:
 
 
 class FusionHandler:
+    """The fusion center's request path, shared by both front doors: validate a request (domain
+    errors with one-line messages), batch it with others, fetch every party's blocks once per batch,
+    run the defense on the worker and answer each request in its own order. A sample with fewer than
+    ``min_parties`` valid blocks is an Unavailable naming the missing parties; a party that errs,
+    times out or answers garbage is a missing block, never a failed request. Lives in one event
+    loop: call :meth:`start` inside it before serving, :meth:`stop` after."""
+
     def __init__(self, *, bundle: Bundle, worker: Worker, settings: FusionSettings) -> None:
         self.bundle = bundle
         self.worker = worker
@@ -90,6 +97,7 @@ class FusionHandler:
             self.parties_up = await self.pool.probe(self.num_parties)
 
     async def stop(self) -> None:
+        """Stop probing, let the batches in flight finish, close the party channels."""
         if self._probe_task is not None:
             self._probe_task.cancel()
         if self.batcher is not None:
@@ -99,6 +107,7 @@ class FusionHandler:
 
     @property
     def ready(self) -> bool:
+        """Started, and at least ``min_parties`` parties answered the last probe (every 2 s)."""
         return self.pool is not None and self.parties_up >= self.node.min_parties
 
     def validate(self, sample_ids: list[int], defense: str | None) -> str:
@@ -203,6 +212,8 @@ class FusionHandler:
         return None
 
     def parties(self) -> list[dict[str, Any]]:
+        """Every party's address, state, failures (recent ones included) and flags, as GET
+        /v1/parties answers them."""
         assert self.pool is not None
         return [
             {
@@ -219,6 +230,7 @@ class FusionHandler:
         ]
 
     def observe(self, transport: str, defense: str, status: str, started: float) -> None:
+        """Count one request and its latency since ``started`` (a ``perf_counter`` reading)."""
         # Label values come from a fixed set only: a client's unknown defense name is counted as "invalid".
         defense = defense if defense in DEFENSES else "invalid"
         self.metrics.requests.labels(transport=transport, defense=defense, status=status).inc()

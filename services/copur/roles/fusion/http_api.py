@@ -33,6 +33,8 @@ MAX_DEFENSE_CHARS = 64
 
 
 class PredictBody(BaseModel):
+    """The body of POST /v1/predict; unknown fields are refused (422)."""
+
     model_config = ConfigDict(extra="forbid")
 
     sample_ids: list[StrictInt] = Field(description="Sample ids (the join key every party looks up).")
@@ -43,6 +45,9 @@ class PredictBody(BaseModel):
 
 
 class CertificateOut(BaseModel):
+    """A defense's certificate of one prediction (``vote``: certified parties; ``smoothing``: a
+    radius)."""
+
     kind: str
     certified_parties: int
     radius: float
@@ -50,6 +55,9 @@ class CertificateOut(BaseModel):
 
 
 class PredictionOut(BaseModel):
+    """One sample's prediction: label, probabilities, per-party scores, flagged and missing
+    parties."""
+
     sample_id: int
     label: int
     probabilities: list[float]
@@ -61,6 +69,8 @@ class PredictionOut(BaseModel):
 
 
 class PredictResponse(BaseModel):
+    """The answer of POST /v1/predict: one prediction per sample id, in request order."""
+
     predictions: list[PredictionOut]
 
 

@@ -8,6 +8,9 @@ __all__ = ["FusionMetrics"]
 
 
 class FusionMetrics:
+    """Requests (by transport, defense, status) and their latency, batch sizes, party failures,
+    flags and latencies, parties up; exported from ``registry`` only, never the global one."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(

@@ -26,6 +26,9 @@ log = logging.getLogger("copur.roles.fusion")
 
 @dataclass
 class PartyState:
+    """What the fusion center knows of one party: its address, state (``up``, ``down``, ``mismatch``
+    or ``unknown``), its failures (the last ten with their time) and the last error."""
+
     index: int
     address: str
     state: str = "unknown"  # up | down | mismatch | unknown
@@ -93,6 +96,7 @@ class PartyPool:
 
     @property
     def num_parties(self) -> int:
+        """How many parties the pool reaches."""
         return len(self.stubs)
 
     def _fail(self, i: int, reason: str, detail: str) -> None:
@@ -167,4 +171,5 @@ class PartyPool:
         return up
 
     async def close(self) -> None:
+        """Close every channel (calls in flight are cancelled)."""
         await asyncio.gather(*(c.close() for c in self.channels))

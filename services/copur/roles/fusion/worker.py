@@ -29,6 +29,10 @@ class DefenseResult:
 
 
 class Worker:
+    """Owns the defense engine on ``device`` and runs it on ONE thread of its own, one batch at a
+    time, in submission order: the event loop never blocks on a model, and models are never used
+    concurrently."""
+
     def __init__(self, bundle: Bundle, *, device: torch.device, config: EngineConfig | None = None) -> None:
         self.engine = Engine(bundle, device=device, config=config)
         self.device = device
@@ -37,6 +41,8 @@ class Worker:
         self.executor.submit(torch.set_num_threads, threads).result()
 
     def run_sync(self, h: np.ndarray, observed: np.ndarray, defense: str, certify: bool) -> DefenseResult:
+        """``defense`` on the blocks ``h`` (n, M*e) with the ``observed`` mask (n, M), on the
+        calling thread (without gradients); :meth:`run` is the way in from the event loop."""
         # Small batches on one intra-op thread: the head's and the purifier's tiny matmuls stall on a busy
         # machine when split over threads (profiled under load: most of the worker's time).
         with torch.no_grad(), small_batch_threads(len(h), self.device):
@@ -57,4 +63,5 @@ class Worker:
         return await loop.run_in_executor(self.executor, self.run_sync, h, observed, defense, certify)
 
     def close(self) -> None:
+        """Let the batches already submitted run, then end the worker thread."""
         self.executor.shutdown(wait=True)

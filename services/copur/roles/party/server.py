@@ -1,19 +1,20 @@
-"""The party's gRPC server: a thin adapter over :class:`PartyCore`."""
+"""The party's gRPC server: a thin adapter over :class:`PartyCore`, served by the one builder
+(:class:`~copur.transport.grpc_server.GrpcServer`) and run until a signal by
+:func:`~copur.transport.lifecycle.run_until_signal`."""
 
 from __future__ import annotations
 
-import gc
 import logging
-import signal
-import threading
 from pathlib import Path
 
 import grpc
 
 from copur.errors import CopurError
 from copur.roles.party.core import PartyCore
-from copur.transport.grpcutil import abort_with, make_server, set_serving
-from copur.transport.tls.credentials import TlsIdentity, add_port
+from copur.transport.grpc_server import GrpcServer, host_port
+from copur.transport.grpcutil import abort_with
+from copur.transport.lifecycle import run_until_signal
+from copur.transport.tls.credentials import TlsIdentity
 from copur_client.serde import array_from_proto, embed_response, party_info_to_proto
 from copur_client.v1 import party_pb2, party_pb2_grpc
 
@@ -50,6 +51,8 @@ class PartyServicer(party_pb2_grpc.PartyServiceServicer):
             )
 
     def Embed(self, request: party_pb2.EmbedRequest, context: grpc.ServicerContext) -> party_pb2.EmbedResponse:
+        """The party's blocks of the sample ids asked for, in their order (NOT_FOUND names unknown
+        ids)."""
         self._admit(context)
         try:
             return embed_response(self.core.embed_ids(list(request.sample_ids)), self.core.info.index)
@@ -59,6 +62,8 @@ class PartyServicer(party_pb2_grpc.PartyServiceServicer):
     def EmbedFeatures(
         self, request: party_pb2.EmbedFeaturesRequest, context: grpc.ServicerContext
     ) -> party_pb2.EmbedResponse:
+        """The party's extractor on raw feature rows (INVALID_ARGUMENT for a wrong width, NaN or
+        Inf)."""
         self._admit(context)
         try:
             x = array_from_proto(request.features, what="features")
@@ -67,6 +72,7 @@ class PartyServicer(party_pb2_grpc.PartyServiceServicer):
             abort_with(context, exc)
 
     def Info(self, request: party_pb2.InfoRequest, context: grpc.ServicerContext) -> party_pb2.PartyInfo:
+        """Which party this is and the shapes it serves."""
         self._admit(context)
         return party_info_to_proto(self.core.info)
 
@@ -77,43 +83,45 @@ def party_callers(index: int) -> frozenset[str]:
 
 
 class PartyApp:
-    """A party gRPC server on ``host:port`` (port 0 picks a free one; see ``.port`` after ``start``).
+    """A party gRPC server on ``host:port`` (port 0 picks a free one; see ``.port``), bound when
+    built.
 
-    With ``tls`` it serves mTLS only: a caller without a certificate signed by ``tls``'s CA is refused
-    during the handshake, before any call reaches the party. None serves plaintext (in-process tests)."""
+    With ``tls`` it serves mTLS only: a caller without a certificate signed by ``tls``'s CA is
+    refused during the handshake, before any call reaches the party. None serves plaintext
+    (in-process tests). Health answers SERVING from :meth:`start` until :meth:`stop`."""
 
     def __init__(
         self, *, core: PartyCore, host: str = "127.0.0.1", port: int = 0, tls: TlsIdentity | None = None
     ) -> None:
         self.core = core
         self.tls = tls
-        self.server, self.health = make_server(service_names=[SERVICE])
+        self.host = host
+        address = host_port(host, port)
+        name = f"party-{core.info.index}"
+        self.grpc = GrpcServer(name=name, address=address, services=[SERVICE], tls=tls)
+        self.server, self.health, self.port = self.grpc.server, self.grpc.health, self.grpc.port
         callers = party_callers(core.info.index) if tls is not None else None
         party_pb2_grpc.add_PartyServiceServicer_to_server(PartyServicer(core, callers), self.server)
-        self.port = add_port(self.server, f"{host}:{port}", tls)
-        if self.port == 0:
-            raise CopurError(f"party {core.info.index}: cannot bind {host}:{port}")
-        self.host = host
 
     def start(self) -> PartyApp:
-        self.server.start()
-        set_serving(self.health, [SERVICE], True)
+        """Serve calls, health SERVING; returns itself."""
+        self.grpc.start().set_serving(True)
         log.info(
-            "event=party_ready party=%d name=%s address=%s:%d tls=%s",
+            "event=party_ready party=%d name=%s address=%s tls=%s",
             self.core.info.index,
             self.core.info.name,
-            self.host,
-            self.port,
+            host_port(self.host, self.port),
             "mtls" if self.tls else "plaintext",
         )
         return self
 
     def stop(self, grace: float = 1.0) -> None:
-        set_serving(self.health, [SERVICE], False)
-        self.server.stop(grace).wait()
+        """Health NOT_SERVING, then stop, giving calls in flight ``grace`` seconds."""
+        self.grpc.stop(grace)
 
     def wait(self) -> None:
-        self.server.wait_for_termination()
+        """Block until the server has stopped."""
+        self.grpc.wait()
 
 
 def serve_party(
@@ -126,13 +134,8 @@ def serve_party(
     max_ids: int = 65536,
     tls: TlsIdentity | None = None,
 ) -> None:
-    """Run party ``party`` until SIGINT / SIGTERM (mTLS with ``tls``, plaintext with None)."""
-    app = PartyApp(
-        core=PartyCore.from_bundle(bundle, party, data_dir=data_dir, max_ids=max_ids), host=host, port=port, tls=tls
-    ).start()
-    gc.freeze()  # the process's long-lived objects: out of the collector's reach (no 200 ms full collections)
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    done.wait()
-    app.stop()
+    """``copur party``: load party ``party`` of ``bundle`` and serve it until SIGINT / SIGTERM, then
+    stop gracefully (mTLS with ``tls``, plaintext with None). A port that cannot be bound is a
+    CopurError."""
+    core = PartyCore.from_bundle(bundle, party, data_dir=data_dir, max_ids=max_ids)
+    run_until_signal(PartyApp(core=core, host=host, port=port, tls=tls))

@@ -25,6 +25,7 @@ class Unauthenticated(AuthError):
 
     @property
     def headers(self) -> Mapping[str, str]:
+        """``WWW-Authenticate: Bearer``: how to authenticate."""
         return {"WWW-Authenticate": "Bearer"}
 
 
@@ -46,4 +47,5 @@ class RateLimited(AuthError):
 
     @property
     def headers(self) -> Mapping[str, str]:
+        """``Retry-After``: whole seconds until the key may call again."""
         return {"Retry-After": str(self.retry_after)}

@@ -59,6 +59,8 @@ class BearerInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
+        """The call's own handler when its key may call the method (or the method is open), else one
+        of the same kind that ends the call with the refusal's status."""
         method = handler_call_details.method
         handler = await continuation(handler_call_details)
         if handler is None or method.startswith(OPEN_PREFIXES):

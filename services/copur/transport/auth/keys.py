@@ -54,6 +54,8 @@ class KeyEntry(BaseModel):
 
 
 class KeysFile(BaseModel):
+    """A keys document (version 1): at least one entry, names and hashes unique."""
+
     model_config = ConfigDict(extra="forbid")
 
     version: Literal[1] = 1

@@ -50,11 +50,14 @@ class KeyPair:
     cert: x509.Certificate
 
     def key_pem(self) -> bytes:
+        """The private key, PKCS#8 PEM, unencrypted (:func:`write_certs` writes it owner-only,
+        0600)."""
         return self.key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
 
     def cert_pem(self) -> bytes:
+        """The certificate, PEM."""
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
 
