@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from copur.errors import ConfigError
 from copur.operations.clikit import guard as _guard
+
+if TYPE_CHECKING:
+    from copur.operations.launcher import Cluster
+    from copur.transport.topology import Topology
 
 __all__ = ["demo", "down", "predict", "up"]
 
@@ -24,39 +29,57 @@ def up(
     """Start every process of the topology on this machine, wait until ready, watch them; Ctrl-C stops all."""
 
     def run() -> None:
-        import signal
-        import threading
-
         from copur.operations.launcher import Cluster
+        from copur.transport.lifecycle import run_until_signal
         from copur.transport.topology import load_topology
 
         topology = load_topology(config)
         cluster = Cluster(topology, config_path=config, log_dir=log_dir)
         typer.echo(f"starting {len(cluster.procs)} processes (logs in {log_dir}/)", err=True)
-        cluster.start(timeout)
-        state = log_dir / "cluster.json"
-        cluster.write_state(state)
+        run_until_signal(_Watched(cluster, topology=topology, log_dir=log_dir, timeout=timeout))
+
+    _guard(run)
+
+
+class _Watched:
+    """``copur up``'s service: start the cluster and report every process that exits while it runs
+    (checked every 0.5 s, on a thread of its own); stopping stops every process."""
+
+    def __init__(self, cluster: Cluster, *, topology: Topology, log_dir: Path, timeout: float) -> None:
+        self.cluster, self.topology, self.log_dir, self.timeout = cluster, topology, log_dir, timeout
+        self.state = log_dir / "cluster.json"
+        self._done = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def start(self) -> None:
+        cluster = self.cluster
+        cluster.start(self.timeout)
+        cluster.write_state(self.state)
         typer.echo(
             f"fusion center   {cluster.fusion_url}  (docs {cluster.fusion_url}/docs, gRPC {cluster.fusion_grpc})"
         )
-        for adv in topology.adversaries:
+        for adv in self.topology.adversaries:
             typer.echo(f"adversary p{adv.party}    {cluster.control_url(adv.party)}/v1/policy")
-        if topology.auth.mode == "keys":
-            typer.echo(f"API keys        {topology.auth.keys_file} (development keys: its keys/ folder)")
+        if self.topology.auth.mode == "keys":
+            typer.echo(f"API keys        {self.topology.auth.keys_file} (development keys: its keys/ folder)")
         typer.echo("cluster ready (Ctrl-C or `copur down` stops it)")
-        done = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: done.set())
-        try:
-            while not done.wait(0.5):
-                for name, code in cluster.dead():
-                    typer.echo(f"process {name} exited with code {code} (log: {log_dir / (name + '.log')})", err=True)
-        finally:
-            cluster.stop()
-            state.unlink(missing_ok=True)
-            typer.echo("cluster stopped", err=True)
+        self._watcher = threading.Thread(target=self._watch, name="copur-up-watch", daemon=True)
+        self._watcher.start()
 
-    _guard(run)
+    def _watch(self) -> None:
+        while not self._done.wait(0.5):
+            for name, code in self.cluster.dead():
+                log = self.log_dir / (name + ".log")
+                typer.echo(f"process {name} exited with code {code} (log: {log})", err=True)
+
+    def stop(self, grace: float = 1.0) -> None:
+        self._done.set()
+        if self._watcher is not None:
+            self._watcher.join()
+        self.cluster.stop()
+        if self._watcher is not None:  # started: say so, and forget the state file
+            self.state.unlink(missing_ok=True)
+            typer.echo("cluster stopped", err=True)
 
 
 def down(
