@@ -33,7 +33,7 @@ def test_round_trip_restores_every_network(mfeat_bundle_dir: Path) -> None:
         "calibration.json",
         "bank.safetensors",
     }
-    assert a.calibration is not None and len(a.calibration["thresholds"]["copur"]) == 6
+    assert a.calibration is not None and len(a.calibration.thresholds["copur"]) == 6
     assert a.bank is not None and a.bank["rows"].shape == (1440, 96) and a.bank["labels"].shape == (1440,)
     assert len(a.test_ids) == 400 and len(a.val_ids) == 160 and len(a.train_ids) == 1440
 

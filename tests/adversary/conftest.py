@@ -25,7 +25,7 @@ def clean(mfeat_bundle: Bundle, test_batch) -> Clean:
     h, _ = test_batch
     table = np.ascontiguousarray(h[:, PARTY * E : (PARTY + 1) * E].numpy(), dtype=np.float32)
     assert mfeat_bundle.calibration is not None
-    return Clean(table=table, block_mean=np.asarray(mfeat_bundle.calibration["block_mean"], dtype=np.float32))
+    return Clean(table=table, block_mean=np.asarray(mfeat_bundle.calibration.block_mean, dtype=np.float32))
 
 
 @pytest.fixture(scope="session")

@@ -137,7 +137,7 @@ def calibrate(
         from copur.science.calibration import calibrate_bundle
 
         cal = calibrate_bundle(bundle, quantile=quantile, factor=factor)
-        for name, thr in cal["thresholds"].items():
+        for name, thr in cal.thresholds.items():
             typer.echo(f"{name:<10} thresholds " + " ".join(f"{t:.3f}" for t in thr))
 
     _guard(run)

@@ -44,6 +44,7 @@ from copur.science.train import TrainResult
 __all__ = [
     "BUNDLE_FORMAT",
     "Bundle",
+    "Calibration",
     "Manifest",
     "load_bundle",
     "load_party",
@@ -95,6 +96,32 @@ class Manifest(BaseModel):
         return DatasetSpec.from_dict(self.dataset)
 
 
+class Calibration(BaseModel):
+    """``calibration.json``: what calibration on the clean validation split measured (see
+    :func:`copur.science.calibration.calibrate_bundle`). Fields an older layout lacks are None; the code
+    that needs them asks for ``copur calibrate``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int
+    #: (M,) each party's typical clean block norm s_i
+    block_scale: list[float]
+    #: (M, e) the mean clean block of each party
+    block_mean: list[list[float]]
+    #: (M,) each party's typical distance to its nearest consistency-bank row
+    bank_unit: list[float] | None = None
+    #: how many training samples the consistency bank holds
+    bank_rows: int | None = None
+    #: purifier name -> (M,) flag thresholds on its normalised block scores
+    thresholds: dict[str, list[float]]
+    #: the clean-score quantile and the default factor the thresholds were set from
+    quantile: float
+    factor: float
+    #: purifier name -> the factor actually used (a purifier may fix its own)
+    factors: dict[str, float] | None = None
+    num_validation_samples: int
+
+
 @dataclass
 class Bundle:
     """A loaded bundle: manifest, all networks (eval mode) and the split."""
@@ -105,7 +132,7 @@ class Bundle:
     train_ids: np.ndarray
     val_ids: np.ndarray
     test_ids: np.ndarray
-    calibration: dict[str, Any] | None
+    calibration: Calibration | None
     #: the consistency bank ``{"rows": (N, M*e), "labels": (N,)}``, or None before calibration
     bank: dict[str, torch.Tensor] | None = None
 
@@ -280,17 +307,17 @@ def write_bank(path: str | Path, rows: torch.Tensor, labels: torch.Tensor) -> No
     _write_manifest(folder, manifest)
 
 
-def write_calibration(path: str | Path, calibration: dict[str, Any]) -> None:
+def write_calibration(path: str | Path, calibration: Calibration) -> None:
     """Store ``calibration.json`` in the bundle and record its sha256 in the manifest."""
     folder = Path(path)
     manifest = read_manifest(folder)
-    raw = (json.dumps(calibration, indent=2, sort_keys=True) + "\n").encode()
+    raw = (json.dumps(calibration.model_dump(exclude_none=True), indent=2, sort_keys=True) + "\n").encode()
     (folder / CALIBRATION).write_bytes(raw)
     manifest.files[CALIBRATION] = _sha256(raw)
     _write_manifest(folder, manifest)
 
 
-def read_calibration(folder: Path, manifest: Manifest) -> dict[str, Any] | None:
+def read_calibration(folder: Path, manifest: Manifest) -> Calibration | None:
     """The verified calibration of the bundle, or None when it has none yet."""
     if CALIBRATION not in manifest.files:
         return None
@@ -301,4 +328,12 @@ def read_calibration(folder: Path, manifest: Manifest) -> dict[str, Any] | None:
         raise BundleError(f"bundle {folder}: {CALIBRATION} is not valid JSON ({exc})") from None
     if not isinstance(loaded, dict):
         raise BundleError(f"bundle {folder}: {CALIBRATION} must hold a JSON object")
-    return loaded
+    try:
+        return Calibration.model_validate(loaded)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BundleError(
+            f"bundle {folder}: {CALIBRATION} {where}: {first['msg']} (another version's layout): "
+            f"run `copur calibrate {folder}`"
+        ) from None

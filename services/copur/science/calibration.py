@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 import torch
 
 from copur.errors import BundleError
-from copur.science.bundle import Bundle, load_bundle, write_bank, write_calibration
+from copur.science.bundle import Bundle, Calibration, load_bundle, write_bank, write_calibration
 from copur.science.data import load_dataset
 from copur.science.purify import PURIFIERS, Bank, block_scales, flag_thresholds, make_purifier
 from copur.science.purify.bank import nearest_unit
@@ -43,21 +43,19 @@ def _bank_ids(ids: np.ndarray, labels: np.ndarray, limit: int, seed: int) -> np.
 
 def bundle_bank(bundle: Bundle) -> Bank:
     """The bundle's consistency bank with the unit distances of its calibration (on the bundle's device)."""
-    calibration = bundle.calibration or {}
-    if bundle.bank is None or "bank_unit" not in calibration:
+    calibration = bundle.calibration
+    if bundle.bank is None or calibration is None or calibration.bank_unit is None:
         raise BundleError(
             f"bundle {bundle.path} has no consistency bank (calibrated by an older version): "
             f"run `copur calibrate {bundle.path}`"
         )
     rows = bundle.bank["rows"]
-    return Bank(
-        rows=rows, labels=bundle.bank["labels"], unit=torch.tensor(calibration["bank_unit"], device=rows.device)
-    )
+    return Bank(rows=rows, labels=bundle.bank["labels"], unit=torch.tensor(calibration.bank_unit, device=rows.device))
 
 
 def calibrate_bundle(
     path: str | Path, *, quantile: float = 0.99, factor: float = 3.0, bank_rows: int = BANK_ROWS
-) -> dict[str, Any]:
+) -> Calibration:
     """Compute and store the consistency bank (``bank.safetensors``: clean embeddings and labels of up to
     ``bank_rows`` training samples) and ``calibration.json``: block scales, mean blocks (M, e) and bank units
     of the validation embeddings, and for every purifier the flag threshold ``factor`` (or the purifier's own
@@ -84,17 +82,17 @@ def calibrate_bundle(
         )
         factors[name] = purifier.flag_factor if purifier.flag_factor is not None else factor
         thresholds[name] = flag_thresholds(purifier, h_val, quantile=quantile, factor=factors[name]).tolist()
-    calibration = {
-        "version": CALIBRATION_VERSION,
-        "block_scale": scale.tolist(),
-        "block_mean": h_val.mean(dim=0).unflatten(0, (m, -1)).tolist(),
-        "bank_unit": bank.unit.tolist(),
-        "bank_rows": len(ids),
-        "thresholds": thresholds,
-        "quantile": quantile,
-        "factor": factor,
-        "factors": factors,
-        "num_validation_samples": len(bundle.val_ids),
-    }
+    calibration = Calibration(
+        version=CALIBRATION_VERSION,
+        block_scale=scale.tolist(),
+        block_mean=h_val.mean(dim=0).unflatten(0, (m, -1)).tolist(),
+        bank_unit=bank.unit.tolist(),
+        bank_rows=len(ids),
+        thresholds=thresholds,
+        quantile=quantile,
+        factor=factor,
+        factors=factors,
+        num_validation_samples=len(bundle.val_ids),
+    )
     write_calibration(path, calibration)
     return calibration

@@ -163,8 +163,8 @@ def _mfeat_setup(device: torch.device, bundle: str, samples: int) -> dict[str, A
         "ae": loaded.models.autoencoder.to(device).requires_grad_(False),
         "h": h.to(device),
         "parties": loaded.manifest.num_parties,
-        "scale": torch.tensor(loaded.calibration["block_scale"], device=device),
-        "thresholds": {k: torch.tensor(v, device=device) for k, v in loaded.calibration["thresholds"].items()},
+        "scale": torch.tensor(loaded.calibration.block_scale, device=device),
+        "thresholds": {k: torch.tensor(v, device=device) for k, v in loaded.calibration.thresholds.items()},
         "test_samples": len(loaded.test_ids),
         "bank": bundle_bank(loaded).to(device),
     }

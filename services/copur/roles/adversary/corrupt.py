@@ -96,8 +96,8 @@ class AdversaryContext:
         """The context of a calibrated bundle (its ``calibration.json`` must hold ``block_mean``). Donors:
         the bundle's validation split, the labels of its data set (``data_dir`` overrides where the files
         are; loaded on first use) and this party's blocks fetched through ``embed``."""
-        calibration = bundle.calibration or {}
-        if "block_mean" not in calibration:
+        calibration = bundle.calibration
+        if calibration is None:
             raise BundleError(
                 f"bundle {bundle.path} has no calibrated block means: run `copur calibrate {bundle.path}`"
             )
@@ -116,7 +116,7 @@ class AdversaryContext:
             num_parties=manifest.num_parties,
             emb_dim=int(manifest.model["emb_dim"]),
             num_classes=manifest.num_classes,
-            block_mean=np.asarray(calibration["block_mean"], dtype=np.float32),
+            block_mean=np.asarray(calibration.block_mean, dtype=np.float32),
             engine=Engine(bundle),
             donors=donors,
             generator=torch.Generator().manual_seed(seed),

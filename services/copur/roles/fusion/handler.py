@@ -69,7 +69,7 @@ class FusionHandler:
     async def start(self) -> None:
         """Create the party clients and the batcher inside the running loop; probe the parties."""
         assert self.bundle.calibration is not None
-        scale = np.asarray(self.bundle.calibration["block_scale"], dtype=np.float64)
+        scale = np.asarray(self.bundle.calibration.block_scale, dtype=np.float64)
         self.pool = PartyPool(
             targets=self.targets,
             emb_dim=int(self.bundle.manifest.model["emb_dim"]),

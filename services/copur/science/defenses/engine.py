@@ -46,7 +46,7 @@ class Engine:
         self.num_parties = bundle.manifest.num_parties
         self.emb_dim = bundle.manifest.model["emb_dim"]
         self.calibration = bundle.calibration
-        self.block_scale = torch.tensor(self.calibration["block_scale"], device=self.device)
+        self.block_scale = torch.tensor(self.calibration.block_scale, device=self.device)
         self._bundle = bundle
         self.generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
         self._purifiers: dict[str, Purifier] = {}
@@ -72,7 +72,7 @@ class Engine:
     def purifier(self, name: str) -> Purifier:
         """The purifier ``name`` with the bundle's calibrated thresholds (built once)."""
         if name not in self._purifiers:
-            thresholds = self.calibration.get("thresholds", {})
+            thresholds = self.calibration.thresholds
             if name not in thresholds:
                 raise BundleError(
                     f"bundle {self._bundle.path} has no calibration for purifier '{name}' (calibrated by an older "
