@@ -59,12 +59,11 @@ def evaluate(
         from copur.evaluation.evaluate import EvalConfig, run_grid
         from copur.evaluation.results_report import write_report
         from copur.science.bundle import load_bundle
-        from copur.science.defenses import DEFENSES
+        from copur.science.defenses import DEFENSES, check_defense
         from copur.science.device import resolve_device
 
-        unknown = [d for d in defense or () if d not in DEFENSES]
-        if unknown:
-            raise ConfigError(f"unknown defense '{unknown[0]}' (known: {', '.join(DEFENSES)})")
+        for name in defense or ():
+            check_defense(name)
         others = [_read_report(path) for path in with_report or ()]
         config = EvalConfig(
             quick=quick,

@@ -17,7 +17,7 @@ from copur.roles.fusion.metrics import FusionMetrics
 from copur.roles.fusion.parties import Fetched, PartyPool
 from copur.roles.fusion.worker import DefenseResult, Worker
 from copur.science.bundle import Bundle
-from copur.science.defenses import DEFENSES
+from copur.science.defenses import DEFENSES, check_defense
 from copur.transport.grpcutil import InvalidRequest, NotFound, TooLarge, Unavailable
 from copur.transport.tls.credentials import TlsIdentity
 from copur.transport.topology import FusionNode
@@ -59,8 +59,7 @@ class FusionHandler:
         self.num_samples = bundle.manifest.num_samples
         if len(self.targets) != self.num_parties:
             raise InvalidRequest(f"topology has {len(self.targets)} parties, bundle has {self.num_parties}")
-        if self.node.default_defense not in DEFENSES:
-            raise InvalidRequest(f"default defense '{self.node.default_defense}' is unknown")
+        check_defense(self.node.default_defense)
         self.pool: PartyPool | None = None
         self.batcher: Batcher | None = None
         self._probe_task: asyncio.Task[None] | None = None
@@ -123,9 +122,7 @@ class FusionHandler:
         if unknown:
             raise NotFound(f"unknown sample ids: {', '.join(map(str, unknown))} (known: 0..{self.num_samples - 1})")
         name = defense or self.node.default_defense
-        if name not in DEFENSES:
-            raise InvalidRequest(f"unknown defense {name[:64]!r} (known: {', '.join(DEFENSES)})")
-        return name
+        return check_defense(name)
 
     async def predict(self, sample_ids: list[int], defense: str | None, certify: bool) -> list[Prediction]:
         """Answer a request in request order; 503 (Unavailable) when a sample has too few parties."""

@@ -16,11 +16,20 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from copur.science.defenses.base import Defense, DefenseOutput, names, register
+from copur.science.defenses.base import Defense, DefenseOutput, check_defense, names, register
 from copur.science.defenses.engine import Engine, EngineConfig
 from copur_client.wire import DEFAULT_DEFENSE
 
-__all__ = ["DEFAULT_DEFENSE", "DEFENSES", "Defense", "DefenseOutput", "Engine", "EngineConfig", "register"]
+__all__ = [
+    "DEFAULT_DEFENSE",
+    "DEFENSES",
+    "Defense",
+    "DefenseOutput",
+    "Engine",
+    "EngineConfig",
+    "check_defense",
+    "register",
+]
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")

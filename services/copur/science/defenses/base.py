@@ -19,7 +19,7 @@ from copur.science.attacks.base import Verdict
 if TYPE_CHECKING:
     from copur.science.defenses.engine import Engine
 
-__all__ = ["Defense", "DefenseFactory", "DefenseOutput", "build", "names", "register"]
+__all__ = ["Defense", "DefenseFactory", "DefenseOutput", "build", "check_defense", "names", "register"]
 
 DefenseFactory = Callable[["Engine"], "Defense"]
 F = TypeVar("F", bound=DefenseFactory)
@@ -45,11 +45,17 @@ def names() -> tuple[str, ...]:
     return tuple(sorted(_REGISTRY, key=lambda n: _REGISTRY[n][0]))
 
 
-def build(name: str, engine: Engine) -> Defense:
-    """The defense ``name`` on ``engine``; an unknown name is a ConfigError listing the known ones."""
+def check_defense(name: str) -> str:
+    """``name`` when a defense is registered under it; else the one ConfigError every front door and
+    command answers, naming it (its first 64 characters, quoted) and listing the known ones."""
     if name not in _REGISTRY:
-        raise ConfigError(f"unknown defense '{name}' (known: {', '.join(names())})")
-    return _REGISTRY[name][1](engine)
+        raise ConfigError(f"unknown defense {name[:64]!r} (known: {', '.join(names())})")
+    return name
+
+
+def build(name: str, engine: Engine) -> Defense:
+    """The defense ``name`` on ``engine``; an unknown name is :func:`check_defense`'s error."""
+    return _REGISTRY[check_defense(name)][1](engine)
 
 
 @dataclass(frozen=True)
