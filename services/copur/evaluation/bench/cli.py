@@ -9,7 +9,6 @@ records the command line as typed: its output depends on nothing but the files i
 
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from copur.errors import ConfigError
-from copur.operations.clikit import command_line
+from copur.operations.clikit import command_line, spelled_out
 from copur.operations.clikit import guard as _guard
 
 if TYPE_CHECKING:
@@ -64,17 +63,12 @@ def _bench_device(name: str) -> torch.device:
     return resolve_device(name)
 
 
-def _purifier_argv(
-    device: str,
-    sizes: list[int],
-    bundle: str,
-    min_seconds: float,
-    threads: int | None,
-) -> list[str]:
+def _purifier_command(
+    device: str, sizes: list[int], bundle: str, min_seconds: float, threads: int | None, json_path: Path
+) -> str:
     """``copur bench purifier`` with every setting spelled out (defaults included)."""
-    argv = ["copur", "bench", "purifier", "--device", device, "--batch-sizes", ",".join(map(str, sizes))]
-    argv += ["--bundle", bundle, "--min-seconds", str(min_seconds)]
-    return argv + (["--threads", str(threads)] if threads else [])
+    options = {"device": device, "batch_sizes": sizes, "bundle": bundle, "min_seconds": min_seconds}
+    return spelled_out(["bench", "purifier"], {**options, "threads": threads or None, "json": json_path})
 
 
 @bench_app.command("purifier", context_settings=_LIST_OPTION)
@@ -137,25 +131,19 @@ def bench_purifier_command(
             )
         except FileNotFoundError as exc:  # a bundle without calibration.json
             raise ConfigError(f"--bundle: {exc}") from None
-        argv = _purifier_argv(device, sizes, bundle, min_seconds, threads)
-        result.command = shlex.join([*argv, "--json", str(json_path)])
+        result.command = _purifier_command(device, sizes, bundle, min_seconds, threads, json_path)
         typer.echo(f"wrote {write_purifier_bench(result, json_path)}")
 
     _guard(run)
 
 
-def _serve_argv(
-    url: str | None,
-    config: Path,
-    batching: str,
-    levels: list[int],
-    **numbers: object,
-) -> list[str]:
+def _serve_command(
+    url: str | None, config: Path, batching: str, levels: list[int], json_path: Path, **numbers: object
+) -> str:
     """``copur bench serve`` with every setting spelled out (defaults included)."""
-    argv = ["copur", "bench", "serve", *(["--url", url] if url else ["--up", "--config", str(config)])]
-    argv += ["--batching", batching, "--concurrency", ",".join(map(str, levels))]
-    pairs = ((f"--{key.replace('_', '-')}", str(value)) for key, value in numbers.items())
-    return argv + [a for pair in pairs for a in pair]
+    where = {"url": url} if url else {"up": True, "config": config}
+    options = {**where, "batching": batching, "concurrency": levels, **numbers, "json": json_path}
+    return spelled_out(["bench", "serve"], options)
 
 
 @bench_app.command("serve", context_settings=_LIST_OPTION)
@@ -217,7 +205,7 @@ def bench_serve_command(
             raise ConfigError(f"--config: {config} not found")
         mode = batching or ("both" if up else "on")
         numbers = {"requests": requests, "duration": duration, "ids_per_request": ids_per_request}
-        argv = _serve_argv(url, config, mode, levels, **numbers, defense=defense, warmup=warmup)
+        command = _serve_command(url, config, mode, levels, json_path, **numbers, defense=defense, warmup=warmup)
         return serve_command(
             url=url,
             config=config,
@@ -234,7 +222,7 @@ def bench_serve_command(
             start_timeout=start_timeout,
             echo=lambda line: typer.echo(line, err=line.startswith("error:")),
             api_key=api_key,
-            command=shlex.join([*argv, "--json", str(json_path)]),
+            command=command,
         )
 
     raise typer.Exit(code=_guard(run))
