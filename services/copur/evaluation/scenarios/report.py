@@ -1,24 +1,28 @@
-"""The scenario report: ``report.json`` (everything), ``report.md`` (tables) and ``index.html`` (tables and the
-plots inline as base64 PNG, so the one file can be opened alone)."""
+"""The scenario report: ``report.json`` (everything), ``report.md`` (tables) and ``index.html``
+(tables and the plots inline as base64 PNG, so the one file can be opened alone). The two pages are
+Jinja2 templates (``templates/report.md.j2``, ``templates/index.html.j2``, the HTML autoescaped)
+over the typed report (:class:`.model.ScenarioReport`)."""
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-__all__ = ["plots", "render_html", "render_markdown", "summary_rows", "write_report"]
+from copur.evaluation.scenarios.model import ExpectRecord, ScenarioReport, StepRecord
 
-COLUMNS = (
+__all__ = ["COLUMNS", "plots", "render_html", "render_markdown", "summary_rows", "write_report"]
+
+COLUMNS: Final = (
     ("step", "predict step"),
     ("defense", "defense"),
     ("attackers", "attackers"),
@@ -31,6 +35,7 @@ COLUMNS = (
     ("missing", "missing (party: samples)"),
     ("errors", "errors"),
 )
+"""The summary table's columns: (key of :func:`summary_rows`, title)."""
 
 
 def _fmt(value: Any, *, ms: bool = False) -> str:
@@ -41,51 +46,55 @@ def _fmt(value: Any, *, ms: bool = False) -> str:
     return str(value)
 
 
-def _predicts(report: dict[str, Any]) -> list[dict[str, Any]]:
-    return [s for s in report["steps"] if s["kind"] == "predict"]
+def _detail(step: StepRecord) -> str:
+    """A step's record as JSON, less what its line shows anyway (and a predict step's metrics)."""
+    return json.dumps(step.model_dump(exclude={"index", "kind", "seconds", "defenses"}))
 
 
-def summary_rows(report: dict[str, Any]) -> list[dict[str, str]]:
+_TEMPLATES: Final = Environment(
+    loader=PackageLoader("copur.evaluation.scenarios", "templates"),
+    autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_TEMPLATES.filters["fmt"] = format
+_TEMPLATES.filters["detail"] = _detail
+
+
+def summary_rows(report: ScenarioReport) -> list[dict[str, str]]:
     """One row per predict step and defense, formatted for the tables."""
     rows = []
-    for step in _predicts(report):
-        for defense, m in step["defenses"].items():
-            missing = ", ".join(f"{p}: {c}" for p, c in m["missing"].items() if c) or "-"
-            values = {**m, "step": step["name"], "defense": defense, "missing": missing}
-            values["attackers"] = ", ".join(map(str, step["attackers"])) or "-"
+    for step in report.predicts:
+        for defense, m in step.defenses.items():
+            missing = ", ".join(f"{p}: {c}" for p, c in m.missing.items() if c) or "-"
+            values = {**m.model_dump(), "step": step.name, "defense": defense, "missing": missing}
+            values["attackers"] = ", ".join(map(str, step.attackers)) or "-"
             rows.append({key: _fmt(values.get(key), ms=key.endswith("_ms")) for key, _ in COLUMNS})
     return rows
 
 
-def _expectation_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
-    return [(e["description"], _fmt(e["actual"]), "pass" if e["passed"] else "FAIL") for e in report["expectations"]]
+def _expectation_row(e: ExpectRecord) -> tuple[str, str, str]:
+    return e.description, _fmt(e.actual), "pass" if e.passed else "FAIL"
 
 
-def render_markdown(report: dict[str, Any]) -> str:
-    sc, bundle = report["scenario"], report["bundle"]
-    verdict = "PASSED" if report["passed"] else "FAILED"
-    lines = [
-        f"# Scenario `{sc['name']}`: {verdict}",
-        "",
-        sc["description"].strip() or "",
-        "",
-        f"Bundle `{bundle['path']}` ({bundle['dataset']}, {bundle['num_parties']} parties), "
-        f"{len(report['ids'])} test samples (seed {sc['seed']}), fusion center {report['url']}, "
-        f"{report['seconds']:.1f} s.",
-        "",
-        "| " + " | ".join(title for _, title in COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
-    ]
-    lines += ["| " + " | ".join(row[key] for key, _ in COLUMNS) + " |" for row in summary_rows(report)]
-    expectations = _expectation_rows(report)
-    if expectations:
-        lines += ["", "## Expectations", "", "| expectation | actual | result |", "|---|---|---|"]
-        lines += [f"| {d} | {a} | {r} |" for d, a, r in expectations]
-    lines += ["", "## Steps", ""]
-    for step in report["steps"]:
-        detail = {k: v for k, v in step.items() if k not in ("index", "kind", "seconds", "defenses")}
-        lines.append(f"{step['index']}. `{step['kind']}` {json.dumps(detail)} ({step['seconds']:.2f} s)")
-    return "\n".join(lines) + "\n"
+def _context(report: ScenarioReport) -> dict[str, Any]:
+    """What both templates show: the report, the summary table, the expectations' rows."""
+    expectations = [_expectation_row(e) for e in report.expectations]
+    return {
+        "report": report,
+        "scenario": report.scenario,
+        "bundle": report.bundle,
+        "titles": [title for _, title in COLUMNS],
+        "table": [[row[key] for key, _ in COLUMNS] for row in summary_rows(report)],
+        "expectations": expectations,
+    }
+
+
+def render_markdown(report: ScenarioReport) -> str:
+    """``report.md``: the verdict, the summary table, the expectations and the steps."""
+    return _TEMPLATES.get_template("report.md.j2").render(_context(report))
 
 
 def _png(fig: Any) -> str:
@@ -112,16 +121,18 @@ def _grouped(
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
-def plots(report: dict[str, Any]) -> dict[str, str]:
-    """Title -> base64 PNG: accuracy per predict step and defense, latency p50/p99, flag precision/recall."""
-    predicts = _predicts(report)
+def plots(report: ScenarioReport) -> dict[str, str]:
+    """Title -> base64 PNG: accuracy per predict step and defense, latency p50/p99 and flag
+    precision/recall per predict step."""
+    predicts = report.predicts
     if not predicts:
         return {}
-    names = [s["name"] for s in predicts]
-    defenses = list(dict.fromkeys(d for s in predicts for d in s["defenses"]))
+    names = [s.name for s in predicts]
+    defenses = list(dict.fromkeys(d for s in predicts for d in s.defenses))
 
     def metric(name: str, defense: str) -> list[float | None]:
-        return [s["defenses"].get(defense, {}).get(name) for s in predicts]
+        per_step = [s.defenses.get(defense) for s in predicts]
+        return [None if m is None else m.metric(name) for m in per_step]
 
     wide = max(6.0, 0.9 * len(names) + 2)
     out: dict[str, str] = {}
@@ -151,57 +162,16 @@ def plots(report: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
-th { background: #f0f0f0; } td:first-child, td:nth-child(2) { text-align: left; }
-.pass { color: #161; font-weight: bold; } .fail { color: #b11; font-weight: bold; }
-img { max-width: 100%; display: block; margin: 0.5em 0 1.5em; }
-"""
-
-
-def render_html(report: dict[str, Any], images: dict[str, str] | None = None) -> str:
-    """A self-contained page: summary, expectations, the plots inline, the steps."""
+def render_html(report: ScenarioReport, images: dict[str, str] | None = None) -> str:
+    """A self-contained page: summary, expectations, the plots inline (``images``: title -> base64
+    PNG, default :func:`plots`), the steps."""
     images = plots(report) if images is None else images
-    e = html.escape
-    sc, bundle = report["scenario"], report["bundle"]
-    verdict = "passed" if report["passed"] else "failed"
-    parts = [
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>copur scenario {e(sc['name'])}</title><style>{_CSS}</style></head><body>",
-        f"<h1>Scenario <code>{e(sc['name'])}</code>: "
-        f'<span class="{"pass" if report["passed"] else "fail"}">{verdict}</span></h1>',
-        f"<p>{e(sc['description'])}</p>",
-        f"<p>Bundle <code>{e(bundle['path'])}</code> ({e(bundle['dataset'])}, {bundle['num_parties']} parties); "
-        f"{len(report['ids'])} test samples (seed {sc['seed']}); fusion center <code>{e(report['url'])}</code>; "
-        f"started {e(report['started'])}, {report['seconds']:.1f} s.</p>",
-        "<h2>Summary</h2><table><tr>" + "".join(f"<th>{e(t)}</th>" for _, t in COLUMNS) + "</tr>",
-    ]
-    for row in summary_rows(report):
-        parts.append("<tr>" + "".join(f"<td>{e(row[k])}</td>" for k, _ in COLUMNS) + "</tr>")
-    parts.append("</table>")
-    expectations = _expectation_rows(report)
-    if expectations:
-        parts.append("<h2>Expectations</h2><table><tr><th>expectation</th><th>actual</th><th>result</th></tr>")
-        for d, a, r in expectations:
-            parts.append(f'<tr><td>{e(d)}</td><td>{e(a)}</td><td class="{r.lower()}">{r}</td></tr>')
-        parts.append("</table>")
-    parts.append("<h2>Plots</h2>")
-    for title, data in images.items():
-        parts.append(f'<h3>{e(title)}</h3><img alt="{e(title)}" src="data:image/png;base64,{data}">')
-    parts.append("<h2>Steps</h2><ol start='0'>")
-    for step in report["steps"]:
-        detail = {k: v for k, v in step.items() if k not in ("index", "kind", "seconds", "defenses")}
-        parts.append(f"<li><code>{e(step['kind'])}</code> {e(json.dumps(detail))} ({step['seconds']:.2f} s)</li>")
-    parts.append("</ol></body></html>")
-    return "\n".join(parts) + "\n"
+    return _TEMPLATES.get_template("index.html.j2").render(_context(report), images=images)
 
 
-def write_report(report: dict[str, Any], out: Path) -> None:
+def write_report(report: ScenarioReport, out: Path) -> None:
     """Write ``out``/report.json, report.md and index.html (``out`` is created)."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
     (out / "report.md").write_text(render_markdown(report))
     (out / "index.html").write_text(render_html(report))

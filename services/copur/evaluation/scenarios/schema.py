@@ -159,6 +159,7 @@ class ExpectStep(_Strict):
         return value
 
     def holds(self, actual: float | None) -> bool:
+        """Whether ``actual op value``; never for an undefined (None) metric."""
         if actual is None:
             return False
         return {
@@ -170,6 +171,7 @@ class ExpectStep(_Strict):
         }[self.op]
 
     def describe(self) -> str:
+        """One line for reports: ``step/defense: metric op value``."""
         return f"{self.step}/{self.defense}: {self.metric} {self.op} {self.value:g}"
 
 
@@ -198,6 +200,7 @@ class Step(BaseModel):
     body: Any
 
     def label(self) -> str:
+        """A short label: index, kind, and the predict step's name or the party."""
         name = f" {self.body.name}" if isinstance(self.body, PredictStep) else ""
         party = f" party {self.body.party}" if hasattr(self.body, "party") else ""
         return f"{self.index} {self.kind}{name}{party}"
@@ -217,6 +220,8 @@ def _check_defenses(value: list[str] | None) -> list[str] | None:
 
 
 class Scenario(_Strict):
+    """A validated scenario file: its steps and the defaults its predict steps use."""
+
     name: str = Field(min_length=1)
     description: str = ""
     samples: int = Field(default=200, ge=1)
@@ -233,14 +238,17 @@ class Scenario(_Strict):
         return checked
 
     def defenses_of(self, step: PredictStep) -> list[str]:
+        """The defenses predict step ``step`` runs (its own list, else the scenario's)."""
         return step.defenses if step.defenses is not None else self.defenses
 
     @property
     def predict_steps(self) -> list[PredictStep]:
+        """The bodies of the predict steps, in order."""
         return [s.body for s in self.steps if isinstance(s.body, PredictStep)]
 
     @property
     def needs_cluster(self) -> bool:
+        """Whether a step needs the local cluster (see :data:`CLUSTER_KINDS`)."""
         return any(s.kind in CLUSTER_KINDS for s in self.steps)
 
 
