@@ -13,7 +13,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from copur.evaluation.templating import templates
 
 __all__ = [
     "DEFENSE_ORDER",
@@ -37,17 +38,8 @@ DEFENSE_STYLE: Final[dict[str, dict[str, Any]]] = {
     "vote": {"color": "tab:purple", "marker": "D", "linestyle": "-."},
 }
 
-TEMPLATES: Final = Environment(
-    loader=PackageLoader("copur.evaluation", "templates"),
-    autoescape=False,  # Markdown: the text goes in as it is
-    undefined=StrictUndefined,
-    keep_trailing_newline=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-"""The evaluation report's Markdown templates (``copur/evaluation/templates/*.md.j2``); the ``fmt``
-filter is Python's :func:`format` (``{{ x|fmt(".3f") }}``)."""
-TEMPLATES.filters["fmt"] = format
+TEMPLATES: Final = templates("copur.evaluation")
+"""The evaluation report's Markdown templates (``copur/evaluation/templates/*.md.j2``)."""
 
 
 def _cell(entry: dict[str, Any] | None, *, worst_group: bool = True) -> str:

@@ -33,6 +33,7 @@ from copur.evaluation.bench.targets import (
     speedup,
     speedup_ceiling,
 )
+from copur.evaluation.templating import templates
 
 __all__ = [
     "Target",
@@ -50,16 +51,7 @@ LOOP_KEYS = ("one_sample_loop", "one_sample_loop_autograd")
 @functools.cache
 def _environment() -> jinja2.Environment:
     """The templates of this package; markdown, so nothing is escaped."""
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("copur.evaluation.bench", "templates"),
-        autoescape=False,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    env.filters["num"] = format_number
-    return env
+    return templates("copur.evaluation.bench", num=format_number)
 
 
 def _shapes(purifier: PurifierBench) -> dict[str, list[PurifierRecord]]:

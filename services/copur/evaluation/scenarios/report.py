@@ -16,9 +16,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from copur.evaluation.scenarios.model import ExpectRecord, ScenarioReport, StepRecord
+from copur.evaluation.templating import templates
 
 __all__ = ["COLUMNS", "plots", "render_html", "render_markdown", "summary_rows", "write_report"]
 
@@ -51,16 +51,7 @@ def _detail(step: StepRecord) -> str:
     return json.dumps(step.model_dump(exclude={"index", "kind", "seconds", "defenses"}))
 
 
-_TEMPLATES: Final = Environment(
-    loader=PackageLoader("copur.evaluation.scenarios", "templates"),
-    autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
-    undefined=StrictUndefined,
-    keep_trailing_newline=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-_TEMPLATES.filters["fmt"] = format
-_TEMPLATES.filters["detail"] = _detail
+_TEMPLATES: Final = templates("copur.evaluation.scenarios", detail=_detail)
 
 
 def summary_rows(report: ScenarioReport) -> list[dict[str, str]]:
