@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from copur.errors import ConfigError
 from copur.roles.adversary.policy import DELAY, MIMIC, NO_ATTACK, ParamValue, Policy, policy_error
-from copur.science.defenses import DEFENSES
+from copur.science.defenses import check_defense
 from copur_client.wire import one_line
 
 __all__ = [
@@ -212,8 +212,10 @@ def _check_defenses(value: list[str] | None) -> list[str] | None:
     if not value:
         raise ValueError("defenses must not be empty")
     for name in value:
-        if name not in DEFENSES:
-            raise ValueError(f"unknown defense '{name}' (known: {', '.join(DEFENSES)})")
+        try:
+            check_defense(name)
+        except ConfigError as exc:  # pydantic reports a validator's ValueError with the step's place
+            raise ValueError(str(exc)) from None
     if len(set(value)) != len(value):
         raise ValueError("a defense is listed twice")
     return value
