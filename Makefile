@@ -24,8 +24,8 @@ demo: install $(BUNDLE)/bank.safetensors $(CERTS)/ca.pem $(CERTS)/api-keys.json
 	@echo "scenario report: runs/report/index.html (also report.md, report.json)"
 
 lint: install
-	$(BIN)/ruff check services clients tests
-	$(BIN)/ruff format --check services clients tests
+	$(BIN)/ruff check services clients tests tools
+	$(BIN)/ruff format --check services clients tests tools
 	$(BIN)/mypy
 
 test: lint

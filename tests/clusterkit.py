@@ -1,7 +1,7 @@
-"""Real clusters for the tests that launch processes: the shipped topology (``deploy/cluster.yaml``) with the
-test's bundle, free loopback ports and the test's fusion settings, with plaintext gRPC and no API keys,
-which the topology allows on loopback only: these
-tests exercise faults and load, not the security layer (tested on its own)."""
+"""Real clusters for the tests that launch processes: the shipped topology
+(``deploy/cluster.yaml``) with the test's bundle, free loopback ports and the test's fusion
+settings, with plaintext gRPC and no API keys, which the topology allows on loopback only:
+these tests exercise faults and load, not the security layer (tested on its own)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,15 @@ import yaml
 from copur.operations.launcher import Cluster
 from copur.transport.topology import load_topology
 
-__all__ = ["DEPLOYED", "alive", "free_ports", "running_cluster", "start_cluster", "wait_for", "write_topology"]
+__all__ = [
+    "DEPLOYED",
+    "alive",
+    "free_ports",
+    "running_cluster",
+    "start_cluster",
+    "wait_for",
+    "write_topology",
+]
 
 DEPLOYED = Path(__file__).resolve().parents[1] / "deploy" / "cluster.yaml"
 START_TIMEOUT_S = 240.0  # every process imports torch; on a busy 2-core machine that takes a while
@@ -49,16 +57,24 @@ def alive(pid: int) -> bool:
 
 
 def write_topology(folder: Path, bundle: Path, *, fusion: Mapping[str, Any] | None = None) -> Path:
-    """``folder/cluster.yaml``: deploy/cluster.yaml with ``bundle``, fresh loopback ports, the adversaries'
-    policy ``none``, ``fusion`` overriding the fusion section, plaintext gRPC and no API keys."""
+    """``folder/cluster.yaml``: deploy/cluster.yaml with ``bundle``, fresh loopback ports, the
+    adversaries' policy ``none``, ``fusion`` overriding the fusion section, plaintext gRPC and no
+    API keys."""
     raw = yaml.safe_load(DEPLOYED.read_text())
     adversaries = raw.get("adversaries") or []
     ports = iter(free_ports(len(raw["parties"]) + 2 * len(adversaries) + 2))
     raw.update(bundle=str(bundle), bind_host="127.0.0.1", hostnames="local")
     raw.pop("data_dir", None)
     raw["parties"] = [dict(p, port=next(ports)) for p in raw["parties"]]
-    raw["adversaries"] = [dict(a, port=next(ports), control_port=next(ports), policy="none") for a in adversaries]
-    raw["fusion"] = {**(raw.get("fusion") or {}), "http_port": next(ports), "grpc_port": next(ports), **(fusion or {})}
+    raw["adversaries"] = [
+        dict(a, port=next(ports), control_port=next(ports), policy="none") for a in adversaries
+    ]
+    raw["fusion"] = {
+        **(raw.get("fusion") or {}),
+        "http_port": next(ports),
+        "grpc_port": next(ports),
+        **(fusion or {}),
+    }
     raw["tls"], raw["auth"] = {"mode": "plaintext"}, {"mode": "none"}
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "cluster.yaml"
@@ -66,15 +82,20 @@ def write_topology(folder: Path, bundle: Path, *, fusion: Mapping[str, Any] | No
     return path
 
 
-def start_cluster(folder: Path, bundle: Path, *, fusion: Mapping[str, Any] | None = None) -> Cluster:
-    """Start the cluster of :func:`write_topology` (logs in ``folder/logs``) and wait until it is ready."""
+def start_cluster(
+    folder: Path, bundle: Path, *, fusion: Mapping[str, Any] | None = None
+) -> Cluster:
+    """Start the cluster of :func:`write_topology` (logs in ``folder/logs``) and wait until it is
+    ready."""
     path = write_topology(folder, bundle, fusion=fusion)
     cluster = Cluster(load_topology(path, env={}), config_path=path, log_dir=folder / "logs")
     return cluster.start(timeout=START_TIMEOUT_S)
 
 
 @contextmanager
-def running_cluster(folder: Path, bundle: Path, *, fusion: Mapping[str, Any] | None = None) -> Iterator[Cluster]:
+def running_cluster(
+    folder: Path, bundle: Path, *, fusion: Mapping[str, Any] | None = None
+) -> Iterator[Cluster]:
     """:func:`start_cluster`, stopped (every process) on the way out."""
     cluster = start_cluster(folder, bundle, fusion=fusion)
     try:
@@ -84,7 +105,8 @@ def running_cluster(folder: Path, bundle: Path, *, fusion: Mapping[str, Any] | N
 
 
 def wait_for(what: str, check: Any, timeout: float, interval: float = 0.1) -> float:
-    """Poll ``check()`` until truthy; the seconds it took. AssertionError naming ``what`` after ``timeout``."""
+    """Poll ``check()`` until truthy; the seconds it took. AssertionError naming ``what`` after
+    ``timeout``."""
     started = time.monotonic()
     while not check():
         if time.monotonic() - started > timeout:

@@ -67,18 +67,23 @@ def donor_pool(mfeat_bundle: Bundle) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.fixture(scope="session")
 def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`copur certs init` output for every service of deploy/cluster.yaml and deploy/cluster-scenarios.yaml
-    (parties 0-5, adversaries 0-5, fusion, client): what `make demo` creates in runs/certs."""
+    """`copur certs init` output for every service of deploy/cluster.yaml and
+    deploy/cluster-scenarios.yaml (parties 0-5, adversaries 0-5, fusion, client): what `make
+    demo` creates in runs/certs."""
     out = tmp_path_factory.mktemp("certs")
-    topologies = [load_topology(REPO / "deploy" / f, env={}) for f in ("cluster.yaml", "cluster-scenarios.yaml")]
+    topologies = [
+        load_topology(REPO / "deploy" / f, env={})
+        for f in ("cluster.yaml", "cluster-scenarios.yaml")
+    ]
     write_certs(out, service_names(topologies), force=True)
     return out
 
 
 @pytest.fixture(scope="module")
 def cluster_tls(tls_dir: Path) -> Iterator[Path]:
-    """COPUR_TLS_DIR -> :func:`tls_dir` for one test module: clusters it launches (topology tls.mode mtls, the
-    default) find their key pairs there, whatever the working directory holds."""
+    """COPUR_TLS_DIR -> :func:`tls_dir` for one test module: clusters it launches (topology
+    tls.mode mtls, the default) find their key pairs there, whatever the working directory
+    holds."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("COPUR_TLS_DIR", str(tls_dir))
         yield tls_dir
@@ -107,8 +112,9 @@ def api_keys(tmp_path_factory: pytest.TempPathFactory) -> ApiKeys:
 
 @pytest.fixture(scope="session", autouse=True)
 def _api_keys_env(api_keys: ApiKeys) -> Iterator[ApiKeys]:
-    """COPUR_API_KEYS_FILE -> :func:`api_keys` for the whole session: every cluster a test launches from a
-    topology (auth.mode keys, the default) finds its keys there, whatever the working directory holds."""
+    """COPUR_API_KEYS_FILE -> :func:`api_keys` for the whole session: every cluster a test
+    launches from a topology (auth.mode keys, the default) finds its keys there, whatever the
+    working directory holds."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("COPUR_API_KEYS_FILE", str(api_keys.keys_file))
         for var in ("COPUR_API_KEYS", "COPUR_AUTH_MODE", "COPUR_API_KEY", "COPUR_ADMIN_KEY"):

@@ -1,6 +1,7 @@
-"""A real fusion center in this process for front-door tests: the six mfeat parties as in-process gRPC
-servers, and :func:`copur.roles.fusion.run_fusion` (bundle, handler, worker, HTTP and gRPC front doors, the
-topology's ``auth``) on its own event loop in a thread, plaintext gRPC on loopback."""
+"""A real fusion center in this process for front-door tests: the six mfeat parties as in-process
+gRPC servers, and :func:`copur.roles.fusion.run_fusion` (bundle, handler, worker, HTTP and gRPC
+front doors, the topology's ``auth``) on its own event loop in a thread, plaintext gRPC on
+loopback."""
 
 from __future__ import annotations
 
@@ -33,8 +34,11 @@ class FrontDoor:
 def serve_front_door(
     bundle_dir: Path, *, keys_file: Path | None, num_parties: int = 6, **fusion: object
 ) -> Iterator[FrontDoor]:
-    """Parties and fusion center up and ready (``keys_file`` None: ``auth.mode none``); stopped on exit."""
-    parties = [PartyApp(core=PartyCore.from_bundle(bundle_dir, i)).start() for i in range(num_parties)]
+    """Parties and fusion center up and ready (``keys_file`` None: ``auth.mode none``); stopped
+    on exit."""
+    parties = [
+        PartyApp(core=PartyCore.from_bundle(bundle_dir, i)).start() for i in range(num_parties)
+    ]
     http_port, grpc_port = free_ports(2)
     auth = {"mode": "none"} if keys_file is None else {"mode": "keys", "keys_file": str(keys_file)}
     topology = Topology.model_validate(

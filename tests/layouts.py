@@ -9,7 +9,8 @@ import numpy as np
 
 NUS_CONCEPTS = ("sky", "clouds", "person", "water", "animal", "grass", "buildings")
 NUS_IMAGE_BLOCKS = {"CH": 64, "CM55": 225, "CORR": 144, "EDH": 73, "WT": 128}
-# ExtraSensory sensor groups sized to the paper's division 0 26 52 83 129 138 155 183 209 213 221 (+4 extra).
+# ExtraSensory sensor groups sized to the paper's division 0 26 52 83 129 138 155 183 209 213 221
+# (+4 extra).
 ES_GROUPS = (
     ("raw_acc", 26),
     ("proc_gyro", 26),
@@ -32,7 +33,8 @@ def _write_rows(path: Path, rows: np.ndarray, *, sep: str, fmt: str) -> None:
 
 
 def write_nus_wide(root: Path, *, n_train: int = 60, n_test: int = 30, seed: int = 0) -> Path:
-    """A NUS_WIDE folder: Groundtruth/{AllLabels,TrainTestLabels}, Low_Level_Features, NUS_WID_Tags."""
+    """A NUS_WIDE folder: Groundtruth/{AllLabels,TrainTestLabels}, Low_Level_Features,
+    NUS_WID_Tags."""
     rng = np.random.default_rng(seed)
     (root / "Groundtruth" / "AllLabels").mkdir(parents=True)
     (root / "Groundtruth" / "TrainTestLabels").mkdir(parents=True)
@@ -53,7 +55,12 @@ def write_nus_wide(root: Path, *, n_train: int = 60, n_test: int = 30, seed: int
             )
         for block, width in NUS_IMAGE_BLOCKS.items():
             values = rng.random((n, width)) + onehot.argmax(axis=1)[:, None] * 0.1
-            _write_rows(root / "Low_Level_Features" / f"{part}_Normalized_{block}.dat", values, sep=" ", fmt="%.6f")
+            _write_rows(
+                root / "Low_Level_Features" / f"{part}_Normalized_{block}.dat",
+                values,
+                sep=" ",
+                fmt="%.6f",
+            )
         tags = (rng.random((n, 1000)) < 0.02).astype(int)
         _write_rows(root / "NUS_WID_Tags" / f"{part}_Tags1k.dat", tags, sep="\t", fmt="%d")
     all_labels = np.concatenate([labels["Train"], labels["Test"]])
@@ -70,7 +77,8 @@ def extrasensory_columns() -> list[str]:
 
 
 def write_extrasensory_user(path: Path, *, rows: int = 80, seed: int = 0) -> Path:
-    """One ``<uuid>.features_labels.csv.gz``: timestamp, sensor features (with gaps), label:* (with gaps)."""
+    """One ``<uuid>.features_labels.csv.gz``: timestamp, sensor features (with gaps), label:*
+    (with gaps)."""
     rng = np.random.default_rng(seed)
     width = sum(w for _, w in ES_GROUPS)
     sitting = rng.integers(0, 2, size=rows)
@@ -80,7 +88,12 @@ def write_extrasensory_user(path: Path, *, rows: int = 80, seed: int = 0) -> Pat
     lines = [",".join(extrasensory_columns())]
     for r in range(rows):
         lab = [str(1 - sitting[r]), "" if r % 17 == 0 else str(sitting[r]), ""]
-        cells = [str(1440000000 + 60 * r), *("" if np.isnan(v) else f"{v:.6f}" for v in feats[r]), *lab, "2"]
+        cells = [
+            str(1440000000 + 60 * r),
+            *("" if np.isnan(v) else f"{v:.6f}" for v in feats[r]),
+            *lab,
+            "2",
+        ]
         lines.append(",".join(cells))
     with gzip.open(path, "wt") as fh:
         fh.write("\n".join(lines) + "\n")

@@ -20,7 +20,9 @@ def test_round_trip_restores_every_network(mfeat_bundle_dir: Path) -> None:
     h = torch.randn(5, 96)
 
     with torch.no_grad():
-        assert torch.equal(a.models.head_ae(a.models.autoencoder(h)), b.models.head_ae(b.models.autoencoder(h)))
+        assert torch.equal(
+            a.models.head_ae(a.models.autoencoder(h)), b.models.head_ae(b.models.autoencoder(h))
+        )
     manifest = read_manifest(mfeat_bundle_dir)
     assert manifest.party_dims == [76, 216, 64, 240, 47, 6]
     assert manifest.dataset["name"] == "mfeat"
@@ -34,7 +36,11 @@ def test_round_trip_restores_every_network(mfeat_bundle_dir: Path) -> None:
         "bank.safetensors",
     }
     assert a.calibration is not None and len(a.calibration.thresholds["copur"]) == 6
-    assert a.bank is not None and a.bank["rows"].shape == (1440, 96) and a.bank["labels"].shape == (1440,)
+    assert (
+        a.bank is not None
+        and a.bank["rows"].shape == (1440, 96)
+        and a.bank["labels"].shape == (1440,)
+    )
     assert len(a.test_ids) == 400 and len(a.val_ids) == 160 and len(a.train_ids) == 1440
 
 

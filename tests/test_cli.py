@@ -59,9 +59,15 @@ def test_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
             str(tmp_path / "o"),
         ],
     )
-    wide_code = runner.invoke(app, ["train", "--dataset", "digits", "--ae-code", "40", "--out", str(tmp_path / "o")])
+    wide_code = runner.invoke(
+        app, ["train", "--dataset", "digits", "--ae-code", "40", "--out", str(tmp_path / "o")]
+    )
 
-    for result, text in [(missing, "does not exist"), (bad_division, "missing file"), (wide_code, "not well below")]:
+    for result, text in [
+        (missing, "does not exist"),
+        (bad_division, "missing file"),
+        (wide_code, "not well below"),
+    ]:
         assert result.exit_code == 2
         assert text in result.output
         assert "Traceback" not in result.output
@@ -69,13 +75,25 @@ def test_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
 
 
 def test_module_entry_point_prints_help() -> None:
-    done = subprocess.run([sys.executable, "-m", "copur", "--help"], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "copur", "--help"], capture_output=True, text=True, check=True
+    )
 
     assert "train" in done.stdout and "info" in done.stdout
 
 
 def test_adversary_help_and_policy_name_mimic_and_sia(tmp_path: Path) -> None:
-    args = ["adversary", "--upstream", "127.0.0.1:9", "--port", "0", "--bundle", str(tmp_path), "--party", "1"]
+    args = [
+        "adversary",
+        "--upstream",
+        "127.0.0.1:9",
+        "--port",
+        "0",
+        "--bundle",
+        str(tmp_path),
+        "--party",
+        "1",
+    ]
     args += ["--tls-mode", "plaintext", "--auth-mode", "none"]
 
     shown = runner.invoke(app, ["adversary", "--help"], env={"COLUMNS": "200"})
@@ -85,4 +103,6 @@ def test_adversary_help_and_policy_name_mimic_and_sia(tmp_path: Path) -> None:
     assert "--data-dir" in shown.output
     assert refused.exit_code == 2 and "Traceback" not in refused.output
     assert len(refused.output.strip().splitlines()) == 1
-    assert "--policy: params: attack 'mimic' needs exactly one of parameters 'donor'" in refused.output
+    assert (
+        "--policy: params: attack 'mimic' needs exactly one of parameters 'donor'" in refused.output
+    )

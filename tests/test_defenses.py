@@ -14,9 +14,15 @@ def test_every_defense_answers_a_clean_batch_well(engine: Engine, test_batch, na
 
     out = engine.defense(name).predict(h, full)
 
-    assert out.probs.shape == (len(h), 10) and out.scores.shape == (len(h), M) and out.flagged.shape == (len(h), M)
+    assert (
+        out.probs.shape == (len(h), 10)
+        and out.scores.shape == (len(h), M)
+        and out.flagged.shape == (len(h), M)
+    )
     assert torch.all((out.labels >= -1) & (out.labels < 10))
-    floor = 0.5 if name == "copur-ref" else 0.95  # the reference's step 2 is known to hurt (docs/RESULTS.md)
+    floor = (
+        0.5 if name == "copur-ref" else 0.95
+    )  # the reference's step 2 is known to hurt (docs/RESULTS.md)
     assert float((out.labels == y).float().mean()) >= floor
 
 
@@ -43,12 +49,16 @@ def test_vote_certificate_and_smoothing_radius(engine: Engine, test_batch) -> No
 
     cert = vote.certificate["certified_parties"]
     assert cert.shape == (len(h),) and int(cert.max()) >= 1 and int(cert.min()) >= -1
-    assert torch.all(smooth.certificate["radius"] >= 0) and float(smooth.certificate["radius"].max()) > 0
+    assert (
+        torch.all(smooth.certificate["radius"] >= 0)
+        and float(smooth.certificate["radius"].max()) > 0
+    )
 
 
 def test_unknown_defense_lists_the_known_ones(engine: Engine) -> None:
     with pytest.raises(
-        ConfigError, match="unknown defense 'magic' \\(known: none, ae, rs, copur-ref, copur-l21, copur"
+        ConfigError,
+        match="unknown defense 'magic' \\(known: none, ae, rs, copur-ref, copur-l21, copur",
     ):
         engine.defense("magic")
 

@@ -48,17 +48,23 @@ def test_quick_grid_report_has_the_documented_shape(mfeat_bundle: Bundle, tmp_pa
     md = write_report(report, tmp_path / "eval", markdown_copy=tmp_path / "docs" / "RESULTS.md")
 
     saved = json.loads((tmp_path / "eval" / "results.json").read_text())
-    # The headline: worst of the suite per defense and t, the default named, the vote's floor on the same samples.
+    # The headline: worst of the suite per defense and t, the default named, the vote's floor on the
+    # same samples.
     assert saved["default_defense"] == "copur"
     assert set(saved["worst_of_suite"]) == {"none", "copur", "vote"}
     copur = saved["worst_of_suite"]["copur"]
     assert set(copur) == {"0", "1", "2"} and set(copur["1"]["groups"]) == {"p0", "p3"}
     assert copur["1"]["worst"] == min(copur["1"]["groups"].values()) <= copur["1"]["mean"]
-    assert set(saved["suite"]["certified_accuracy"]) == {"0", "1", "2", "3"} and saved["suite"]["samples"] == 12
+    assert (
+        set(saved["suite"]["certified_accuracy"]) == {"0", "1", "2", "3"}
+        and saved["suite"]["samples"] == 12
+    )
     assert set(saved["per_attack"]) == {"copur"}
     assert {a["attack"] for a in saved["suite"]["attacks"]} >= {"mimic", "sia", "evade", "lma"}
     text = md.read_text()
-    assert text.index("## Headline: accuracy under the worst attack of the suite") < text.index("## Each attack alone")
+    assert text.index("## Headline: accuracy under the worst attack of the suite") < text.index(
+        "## Each attack alone"
+    )
     assert "**`copur`** (default)" in text and "`vote` certified (provable floor" in text
     assert (tmp_path / "eval" / "worst_of_suite.png").read_bytes()[:4] == b"\x89PNG"
     for rec in saved["results"]:
@@ -112,17 +118,52 @@ def test_cli_evaluate_and_its_errors(mfeat_bundle_dir: Path, tmp_path: Path) -> 
     other = runner.invoke(
         app,
         [
-            *("evaluate", str(mfeat_bundle_dir), "--out", str(tmp_path / "f"), "--quick", "--samples", "8"),
-            *("--defense", "copur", "--no-suite", "--with", str(tmp_path / "e" / "results.json"), "--no-progress"),
+            *(
+                "evaluate",
+                str(mfeat_bundle_dir),
+                "--out",
+                str(tmp_path / "f"),
+                "--quick",
+                "--samples",
+                "8",
+            ),
+            *(
+                "--defense",
+                "copur",
+                "--no-suite",
+                "--with",
+                str(tmp_path / "e" / "results.json"),
+                "--no-progress",
+            ),
         ],
     )
-    bad = runner.invoke(app, ["evaluate", str(mfeat_bundle_dir), "--out", str(tmp_path / "e"), "--defense", "x"])
-    bad_sets = runner.invoke(app, ["evaluate", str(mfeat_bundle_dir), "--out", str(tmp_path / "e"), "--max-sets", "3"])
+    bad = runner.invoke(
+        app, ["evaluate", str(mfeat_bundle_dir), "--out", str(tmp_path / "e"), "--defense", "x"]
+    )
+    bad_sets = runner.invoke(
+        app, ["evaluate", str(mfeat_bundle_dir), "--out", str(tmp_path / "e"), "--max-sets", "3"]
+    )
     bad_attack = runner.invoke(
-        app, ["evaluate", str(mfeat_bundle_dir), "--out", str(tmp_path / "e"), "--suite-attack", "flipp"]
+        app,
+        [
+            "evaluate",
+            str(mfeat_bundle_dir),
+            "--out",
+            str(tmp_path / "e"),
+            "--suite-attack",
+            "flipp",
+        ],
     )
     bad_with = runner.invoke(
-        app, ["evaluate", str(mfeat_bundle_dir), "--out", str(tmp_path / "e"), "--with", str(tmp_path / "nope.json")]
+        app,
+        [
+            "evaluate",
+            str(mfeat_bundle_dir),
+            "--out",
+            str(tmp_path / "e"),
+            "--with",
+            str(tmp_path / "nope.json"),
+        ],
     )
 
     assert ok.exit_code == 0, ok.output
@@ -141,7 +182,8 @@ def test_cli_evaluate_and_its_errors(mfeat_bundle_dir: Path, tmp_path: Path) -> 
     assert bad.exit_code == 2 and "unknown defense 'x'" in bad.output
     assert bad_sets.exit_code == 2 and "--max-sets takes T=N" in bad_sets.output
     assert (
-        bad_attack.exit_code == 2 and "unknown suite attack 'flipp' (the suite's: adaptive, drop" in bad_attack.output
+        bad_attack.exit_code == 2
+        and "unknown suite attack 'flipp' (the suite's: adaptive, drop" in bad_attack.output
     )
     assert len(bad_attack.output.strip().splitlines()) == 1
     assert bad_with.exit_code == 2 and "nope.json: no such file" in bad_with.output

@@ -1,9 +1,9 @@
-"""The layout's import rules and the absence of import cycles, read from the source (no module is imported).
+"""The layout's import rules and the absence of import cycles, read from the source (no module is
+imported).
 
-Every folder's docstring states what it may import; this test is where those sentences are enforced. Lazy
-imports inside functions count like any other; imports under ``if TYPE_CHECKING:`` count for the rules but
-not for cycles (they never run).
-"""
+Every folder's docstring states what it may import; this test is where those sentences are
+enforced. Lazy imports inside functions count like any other; imports under ``if TYPE_CHECKING:``
+count for the rules but not for cycles (they never run)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ ROOTS = {"copur": REPO / "services" / "copur", "copur_client": REPO / "clients" 
 WIRE = ("copur_client.wire", "copur_client.serde", "copur_client.v1")
 ROLES = ("copur.roles.party", "copur.roles.fusion", "copur.roles.adversary")
 
-# Layer -> the prefixes it may import (third-party packages aside); "=copur" is the root package alone (its
+# Layer -> the prefixes it may import (third-party packages aside); "=copur" is the root package
+# alone (its
 # __version__), not everything under it.
 ALLOWED: dict[str, tuple[str, ...]] = {
     "copur_client": ("copur_client",),
@@ -51,7 +52,16 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "copur.__main__": ("copur.cli",),
     "copur": (),
 }
-SERVER_ONLY = ("torch", "fastapi", "uvicorn", "typer", "safetensors", "sklearn", "matplotlib", "pandas")
+SERVER_ONLY = (
+    "torch",
+    "fastapi",
+    "uvicorn",
+    "typer",
+    "safetensors",
+    "sklearn",
+    "matplotlib",
+    "pandas",
+)
 """Third-party packages the client package must not import (its pyproject does not install them)."""
 
 
@@ -100,8 +110,8 @@ def _resolve(name: str) -> str:
 
 
 def imports_of(module: str, source: str | None = None) -> list[Import]:
-    """Every import statement of ``module`` (project and third-party), resolved to module names; ``source``
-    replaces the module's file (for the checker's own tests)."""
+    """Every import statement of ``module`` (project and third-party), resolved to module names;
+    ``source`` replaces the module's file (for the checker's own tests)."""
     path = MODULES.get(module, Path(module.replace(".", "/") + ".py"))
     tree = ast.parse(path.read_text() if source is None else source, filename=str(path))
     guarded = _type_checking_lines(tree)
@@ -138,7 +148,9 @@ def _allowed(module: str) -> tuple[str, ...]:
 
 def _within(target: str, prefixes: tuple[str, ...]) -> bool:
     return any(
-        target == p.removeprefix("=") if p.startswith("=") else target == p or target.startswith(p + ".")
+        target == p.removeprefix("=")
+        if p.startswith("=")
+        else target == p or target.startswith(p + ".")
         for p in prefixes
     )
 
@@ -171,7 +183,11 @@ def test_the_client_imports_no_server_dependency(module: str) -> None:
 
 def _graph() -> dict[str, set[str]]:
     return {
-        m: {i.target for i in imports_of(m) if i.target in MODULES and i.target != m and not i.type_checking}
+        m: {
+            i.target
+            for i in imports_of(m)
+            if i.target in MODULES and i.target != m and not i.type_checking
+        }
         for m in MODULES
     }
 
@@ -224,11 +240,17 @@ def test_the_cycle_finder_finds_a_planted_cycle() -> None:
         ("copur.operations.planted", "from copur.evaluation.suite import run_suite", True),
     ],
 )
-def test_the_rule_checker_tells_allowed_from_forbidden(module: str, source: str, forbidden: bool) -> None:
+def test_the_rule_checker_tells_allowed_from_forbidden(
+    module: str, source: str, forbidden: bool
+) -> None:
     targets = [i.target for i in imports_of(module, source) if i.target.split(".")[0] in ROOTS]
     assert targets and any(not _within(t, _allowed(module)) for t in targets) is forbidden
 
 
 if __name__ == "__main__":  # pragma: no cover - a listing for people: python tests/test_layout.py
     for name in sorted(MODULES):
-        print(name, sorted({i.target for i in imports_of(name) if i.target.split(".")[0] in ROOTS}), file=sys.stdout)
+        print(
+            name,
+            sorted({i.target for i in imports_of(name) if i.target.split(".")[0] in ROOTS}),
+            file=sys.stdout,
+        )

@@ -26,12 +26,19 @@ def test_tensor_round_trip_is_exact_little_endian_float32() -> None:
 @pytest.mark.parametrize(
     ("msg", "text"),
     [
-        (tensor_pb2.Tensor(data=b"\x00" * 12, shape=[2, 2], dtype="float32"), "12 bytes do not hold"),
+        (
+            tensor_pb2.Tensor(data=b"\x00" * 12, shape=[2, 2], dtype="float32"),
+            "12 bytes do not hold",
+        ),
         (tensor_pb2.Tensor(data=b"\x00" * 16, shape=[2, 2], dtype="float64"), "dtype 'float64'"),
         (tensor_pb2.Tensor(data=b"", shape=[-1, 0], dtype="float32"), "negative dimension"),
-        # dims whose int64 product wraps to 0 (it once passed the length check, then numpy's reshape raised)
+        # dims whose int64 product wraps to 0 (it once passed the length check, then numpy's reshape
+        # raised)
         (tensor_pb2.Tensor(data=b"", shape=[2**32, 2**32], dtype="float32"), "0 bytes do not hold"),
-        (tensor_pb2.Tensor(data=b"", shape=[0, 2**62, 2**62], dtype="float32"), "cannot be decoded"),
+        (
+            tensor_pb2.Tensor(data=b"", shape=[0, 2**62, 2**62], dtype="float32"),
+            "cannot be decoded",
+        ),
         (tensor_pb2.Tensor(data=b"", shape=[0] * 70, dtype="float32"), "cannot be decoded"),
     ],
 )

@@ -1,8 +1,16 @@
-"""The worst-of-suite evaluation: a sample counts only if no attack of the suite changes its answer."""
+"""The worst-of-suite evaluation: a sample counts only if no attack of the suite changes its
+answer."""
 
 import torch
 
-from copur.evaluation.suite import SuiteAttack, SuiteConfig, attack_suite, attacker_sets, group_name, run_suite
+from copur.evaluation.suite import (
+    SuiteAttack,
+    SuiteConfig,
+    attack_suite,
+    attacker_sets,
+    group_name,
+    run_suite,
+)
 from copur.science.defenses import Engine
 
 M = 6
@@ -23,7 +31,9 @@ def _run(engine: Engine, batch, pool, *, exhaustive: tuple[str, ...], defenses=(
         pool=pool[0],
         pool_labels=pool[1],
         defenses=defenses,
-        config=SuiteConfig(attacks=DETERMINISTIC, liars=(0, 1, 2), max_sets={2: 3}, exhaustive=exhaustive),
+        config=SuiteConfig(
+            attacks=DETERMINISTIC, liars=(0, 1, 2), max_sets={2: 3}, exhaustive=exhaustive
+        ),
         generator=torch.Generator().manual_seed(0),
         progress=False,
     )
@@ -42,7 +52,8 @@ def test_the_standard_suite_goes_cheapest_first_and_marks_the_loud_attacks() -> 
     assert [a.attack for a in suite[:5]] == ["flip", "noise", "zero", "drop", "replace"]
     assert {a.label for a in suite if a.loud} == {"flip x10", "noise"}
     assert {a.attack for a in suite} == {
-        "flip", "noise", "zero", "drop", "replace", "mimic", "sia", "pgd", "adaptive", "lma", "evade",
+        "flip", "noise", "zero", "drop", "replace", "mimic", "sia", "pgd", "adaptive", "lma",
+        "evade",
     }  # fmt: skip
     assert next(a for a in suite if a.attack == "mimic").params["search"] == 16
 
@@ -57,13 +68,19 @@ def test_a_sample_counts_only_if_every_attack_fails(engine: Engine, test_batch, 
             # The worst case per sample is below every attack alone, for every set of attackers.
             assert worst["mean"] <= min(a["mean"] for a in per_attack.values()) + 1e-12
             assert worst["worst"] == min(worst["groups"].values())
-    assert report["worst_of_suite"]["none"]["1"]["mean"] < 0.1  # flip x10 breaks the undefended head
+    assert (
+        report["worst_of_suite"]["none"]["1"]["mean"] < 0.1
+    )  # flip x10 breaks the undefended head
     assert report["worst_of_suite"]["copur"]["1"]["mean"] > 0.9
     assert set(report["worst_of_suite"]["copur"]["2"]["groups"]) == {"p0p1", "p1p2", "p2p4"}
-    assert report["worst_of_suite"]["copur"]["0"]["groups"] == {"clean": report["worst_of_suite"]["copur"]["0"]["mean"]}
+    assert report["worst_of_suite"]["copur"]["0"]["groups"] == {
+        "clean": report["worst_of_suite"]["copur"]["0"]["mean"]
+    }
 
 
-def test_skipping_broken_samples_changes_nothing_but_the_work(engine: Engine, test_batch, donor_pool) -> None:
+def test_skipping_broken_samples_changes_nothing_but_the_work(
+    engine: Engine, test_batch, donor_pool
+) -> None:
     full = _run(engine, test_batch, donor_pool, exhaustive=("none",), defenses=("none",))
     skipping = _run(engine, test_batch, donor_pool, exhaustive=(), defenses=("none",))
 

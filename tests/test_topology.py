@@ -11,20 +11,34 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_shipped_topology_and_env_overrides() -> None:
     local = load_topology(REPO / "deploy" / "cluster.yaml", env={})
-    service = load_topology(REPO / "deploy" / "cluster.yaml", env={"COPUR_HOSTNAMES": "service", "COPUR_BUNDLE": "/b"})
+    service = load_topology(
+        REPO / "deploy" / "cluster.yaml", env={"COPUR_HOSTNAMES": "service", "COPUR_BUNDLE": "/b"}
+    )
 
     assert local.num_parties == 6 and local.fusion_target(1) == "127.0.0.1:50061"
     assert local.fusion_target(0) == "127.0.0.1:50051"
-    assert service.fusion_target(1) == "adversary-1:50061" and service.party_address(1) == "party-1:50052"
+    assert (
+        service.fusion_target(1) == "adversary-1:50061"
+        and service.party_address(1) == "party-1:50052"
+    )
     assert service.bundle == "/b"
 
 
 @pytest.mark.parametrize(
     ("change", "text"),
     [
-        ({"parties": [{"index": 0, "port": 1}, {"index": 2, "port": 2}]}, "party indices must be 0..1"),
-        ({"parties": [{"index": 0, "port": 80}, {"index": 1, "port": 80}]}, "port 80 is used twice"),
-        ({"adversaries": [{"party": 9, "port": 9, "control_port": 10}]}, "party 9, which is not in the topology"),
+        (
+            {"parties": [{"index": 0, "port": 1}, {"index": 2, "port": 2}]},
+            "party indices must be 0..1",
+        ),
+        (
+            {"parties": [{"index": 0, "port": 80}, {"index": 1, "port": 80}]},
+            "port 80 is used twice",
+        ),
+        (
+            {"adversaries": [{"party": 9, "port": 9, "control_port": 10}]},
+            "party 9, which is not in the topology",
+        ),
         ({"fusion": {"min_parties": 7}}, "min_parties 7 exceeds"),
         ({"fusion": {"http_port": "x"}}, "fusion.http_port"),
         ({"extra_key": 1}, "extra_key"),

@@ -22,14 +22,20 @@ def test_manifest_metrics_match_a_recomputation(mfeat_bundle: Bundle) -> None:
 
     with torch.no_grad():
         h = mfeat_bundle.models.embed(xs)
-        acc_ae = (mfeat_bundle.models.head_ae(mfeat_bundle.models.autoencoder(h)).argmax(1) == y).float().mean()
+        acc_ae = (
+            (mfeat_bundle.models.head_ae(mfeat_bundle.models.autoencoder(h)).argmax(1) == y)
+            .float()
+            .mean()
+        )
 
     assert abs(float(acc_ae) - mfeat_bundle.manifest.metrics["clean_test_accuracy_ae_head"]) < 1e-6
 
 
 def test_training_is_seeded() -> None:
     data = load_dataset(DatasetSpec(name="digits", seed=0))
-    config = TrainConfig(seed=3, vfl_epochs=2, ae_epochs=2, head_epochs=1, model=ModelConfig(emb_dim=8, ae_code=8))
+    config = TrainConfig(
+        seed=3, vfl_epochs=2, ae_epochs=2, head_epochs=1, model=ModelConfig(emb_dim=8, ae_code=8)
+    )
 
     a = train_all(data, config, device=torch.device("cpu"), progress=False)
     b = train_all(data, config, device=torch.device("cpu"), progress=False)

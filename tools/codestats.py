@@ -1,10 +1,11 @@
-"""Code-shape figures for a source tree: file and function lengths, long lines, documented public API.
+"""Code-shape figures for a source tree: file and function lengths, long lines, documented public
+API.
 
-Usage: ``python tools/codestats.py services clients`` (prints one block of figures; ``--json`` for a dict).
-Skips generated protobuf stubs (``*_pb2*.py``). A function's length counts its lines from ``def`` to its last
-statement; "public" means a module-level or class-level name not starting with ``_`` in a module or class
-whose own name is public.
-"""
+Usage: ``python tools/codestats.py services clients`` (prints one block of figures; ``--json``
+for a dict). Skips generated protobuf stubs (``*_pb2*.py``). A function's length counts its lines
+from ``def`` to its last statement; "public" means a module-level or class-level name not
+starting with ``_`` in a module or class whose own name is public; ``@overload`` stubs do not
+count."""
 
 from __future__ import annotations
 
@@ -24,16 +25,24 @@ def _files(roots: list[str]) -> list[Path]:
     return out
 
 
+def _is_overload(node: ast.AST) -> bool:
+    decorators = getattr(node, "decorator_list", [])
+    return any(ast.unparse(d).split(".")[-1] == "overload" for d in decorators)
+
+
 def _public_defs(tree: ast.Module) -> list[ast.AST]:
     found: list[ast.AST] = []
     for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and not node.name.startswith("_"):
+        if isinstance(
+            node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+        ) and not node.name.startswith("_"):
             found.append(node)
             if isinstance(node, ast.ClassDef):
                 found += [
                     n
                     for n in node.body
-                    if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and not n.name.startswith("_")
+                    if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+                    and not n.name.startswith("_")
                 ]
     return found
 
@@ -62,12 +71,12 @@ def stats(roots: list[str]) -> dict[str, float]:
     return {
         "files": len(f),
         "file_lines_median": float(np.median(f)),
-        "file_lines_p90": float(np.percentile(f, 90)),
+        "file_lines_p90": round(float(np.percentile(f, 90)), 1),
         "file_lines_max": int(f.max()),
         "files_over_400": int((f > 400).sum()),
         "functions": len(g),
         "function_lines_median": float(np.median(g)),
-        "function_lines_p90": float(np.percentile(g, 90)),
+        "function_lines_p90": round(float(np.percentile(g, 90)), 1),
         "function_lines_max": int(g.max()),
         "functions_over_60": int((g > 60).sum()),
         "code_lines": code_lines,

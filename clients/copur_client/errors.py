@@ -1,4 +1,5 @@
-"""What the client raises: one exception family, each message one line naming the endpoint and the detail."""
+"""What the client raises: one exception family, each message one line naming the endpoint and
+the detail."""
 
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ __all__ = [
 class CopurClientError(Exception):
     """A call to the fusion center or the adversary control endpoint failed.
 
-    ``endpoint`` names the call (``POST http://host:8080/v1/predict`` or ``grpc host:50051 .../Predict``),
-    ``detail`` is the server's one-line explanation (or the transport's), ``status`` the HTTP status
-    (for gRPC, the HTTP status its code stands for) or None when no answer came.
-    """
+    ``endpoint`` names the call (``POST http://host:8080/v1/predict`` or ``grpc host:50051
+    .../Predict``), ``detail`` is the server's one-line explanation (or the transport's),
+    ``status`` the HTTP status (for gRPC, the HTTP status its code stands for) or None when no
+    answer came."""
 
     def __init__(self, endpoint: str, detail: str, status: int | None = None) -> None:
         self.endpoint = endpoint
@@ -35,7 +36,8 @@ class CopurClientError(Exception):
 
 
 class BadRequest(CopurClientError):
-    """The server refused the request (4xx: bad input, schema, too many ids); retrying will not help."""
+    """The server refused the request (4xx: bad input, schema, too many ids); retrying will not
+    help."""
 
 
 class NotFound(BadRequest):
@@ -43,21 +45,27 @@ class NotFound(BadRequest):
 
 
 class AuthError(BadRequest):
-    """The server refused the API key (401) or its scope (403); retrying with the same key will not help."""
+    """The server refused the API key (401) or its scope (403); retrying with the same key will
+    not help."""
 
 
 class Unauthorized(AuthError):
-    """401: no API key, or one the server does not know (pass ``api_key=`` or set ``COPUR_API_KEY``)."""
+    """401: no API key, or one the server does not know (pass ``api_key=`` or set
+    ``COPUR_API_KEY``)."""
 
 
 class Forbidden(AuthError):
-    """403: the API key lacks the scope (``admin`` operations: pass ``admin_key=`` or set ``COPUR_ADMIN_KEY``)."""
+    """403: the API key lacks the scope (``admin`` operations: pass ``admin_key=`` or set
+    ``COPUR_ADMIN_KEY``)."""
 
 
 class RateLimited(CopurClientError):
-    """429: the API key is over its rate; ``retry_after_s`` is what the server asked the client to wait."""
+    """429: the API key is over its rate; ``retry_after_s`` is what the server asked the client
+    to wait."""
 
-    def __init__(self, endpoint: str, detail: str, status: int | None = 429, retry_after_s: float = 1.0) -> None:
+    def __init__(
+        self, endpoint: str, detail: str, status: int | None = 429, retry_after_s: float = 1.0
+    ) -> None:
         super().__init__(endpoint, detail, status)
         self.retry_after_s = retry_after_s
 

@@ -1,4 +1,5 @@
-"""gRPC client for ``copur.v1.FusionService/Predict``, raising the same exceptions as the HTTP client."""
+"""gRPC client for ``copur.v1.FusionService/Predict``, raising the same exceptions as the HTTP
+client."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ _METHOD = "/copur.v1.FusionService/Predict"
 
 
 def _retry_after(exc: grpc.RpcError) -> float | None:
-    """The server's ``retry-after`` trailing metadata in seconds (set on rate-limit refusals), else None."""
+    """The server's ``retry-after`` trailing metadata in seconds (set on rate-limit refusals),
+    else None."""
     trailing = exc.trailing_metadata() if isinstance(exc, grpc.Call) else None
     for key, value in trailing or ():
         if key == "retry-after":
@@ -69,9 +71,10 @@ def _error_for(
 
 @dataclass(frozen=True)
 class GrpcTls:
-    """mTLS to the fusion center's gRPC front door: the CA that signed the server's certificate, and this
-    client's certificate and private key (PEM files, as ``copur certs init`` writes them). ``server_name``:
-    the name the server's certificate must carry when it is not the host dialled (e.g. ``fusion``)."""
+    """mTLS to the fusion center's gRPC front door: the CA that signed the server's certificate,
+    and this client's certificate and private key (PEM files, as ``copur certs init`` writes
+    them). ``server_name``: the name the server's certificate must carry when it is not the
+    host dialled (e.g. ``fusion``)."""
 
     ca: Path
     cert: Path
@@ -79,20 +82,29 @@ class GrpcTls:
     server_name: str | None = None
 
     @classmethod
-    def from_dir(cls, directory: str | Path, name: str = "client", server_name: str | None = None) -> GrpcTls:
+    def from_dir(
+        cls, directory: str | Path, name: str = "client", server_name: str | None = None
+    ) -> GrpcTls:
         """``DIR/ca.pem``, ``DIR/<name>.pem``, ``DIR/<name>-key.pem``."""
         folder = Path(directory)
-        return cls(folder / "ca.pem", folder / f"{name}.pem", folder / f"{name}-key.pem", server_name)
+        return cls(
+            folder / "ca.pem", folder / f"{name}.pem", folder / f"{name}-key.pem", server_name
+        )
 
     def credentials(self, endpoint: str) -> grpc.ChannelCredentials:
-        """Channel credentials from the files; an unreadable file is a CopurClientError naming it."""
+        """Channel credentials from the files; an unreadable file is a CopurClientError naming
+        it."""
         pem = []
         for path in (self.ca, self.cert, self.key):
             try:
                 pem.append(Path(path).read_bytes())
             except OSError as exc:
-                raise CopurClientError(endpoint, f"cannot read TLS file {path}: {exc.strerror}") from None
-        return grpc.ssl_channel_credentials(root_certificates=pem[0], certificate_chain=pem[1], private_key=pem[2])
+                raise CopurClientError(
+                    endpoint, f"cannot read TLS file {path}: {exc.strerror}"
+                ) from None
+        return grpc.ssl_channel_credentials(
+            root_certificates=pem[0], certificate_chain=pem[1], private_key=pem[2]
+        )
 
 
 TlsPaths = GrpcTls | tuple[str | Path, str | Path, str | Path]
@@ -106,11 +118,11 @@ def _open(target: str, tls: GrpcTls | None) -> grpc.Channel:
 
 
 class GrpcFusionClient:
-    """``FusionService/Predict`` on ``target`` (``host:port``): mTLS with ``tls`` (a :class:`GrpcTls` or a
-    ``(ca, cert, key)`` tuple of paths), plaintext when None. Nothing is sent before the server's
-    certificate is verified against the CA. ``api_key`` (default ``$COPUR_API_KEY``; ``""``: none) is sent as
-    ``authorization: Bearer <key>`` metadata; a rate-limit refusal is retried ``rate_retries`` times after
-    the wait the server asks."""
+    """``FusionService/Predict`` on ``target`` (``host:port``): mTLS with ``tls`` (a
+    :class:`GrpcTls` or a ``(ca, cert, key)`` tuple of paths), plaintext when None. Nothing is
+    sent before the server's certificate is verified against the CA. ``api_key`` (default
+    ``$COPUR_API_KEY``; ``""``: none) is sent as ``authorization: Bearer <key>`` metadata; a
+    rate-limit refusal is retried ``rate_retries`` times after the wait the server asks."""
 
     def __init__(
         self,
@@ -136,16 +148,23 @@ class GrpcFusionClient:
     def predict(
         self, sample_ids: Iterable[int], *, defense: str | None = None, certify: bool = False
     ) -> list[Prediction]:
-        """One :class:`Prediction` per id, in request order; ``defense=None`` is the server's default."""
-        request = predict_request_to_proto([operator.index(i) for i in sample_ids], defense or "", bool(certify))
+        """One :class:`Prediction` per id, in request order; ``defense=None`` is the server's
+        default."""
+        request = predict_request_to_proto(
+            [operator.index(i) for i in sample_ids], defense or "", bool(certify)
+        )
 
         def attempt() -> list[Prediction]:
             try:
-                response = self._stub.Predict(request, timeout=self.timeout, metadata=self._metadata)
+                response = self._stub.Predict(
+                    request, timeout=self.timeout, metadata=self._metadata
+                )
             except grpc.RpcError as exc:
                 code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
                 details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
-                raise _error_for(f"grpc {self.target} {_METHOD}", code, details or "", _retry_after(exc)) from None
+                raise _error_for(
+                    f"grpc {self.target} {_METHOD}", code, details or "", _retry_after(exc)
+                ) from None
             return predictions_from_proto(response)
 
         return self._policy.call(attempt, retry_unavailable=False)
@@ -158,6 +177,9 @@ class GrpcFusionClient:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()

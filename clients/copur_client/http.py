@@ -1,7 +1,9 @@
-"""HTTP clients: :class:`FusionClient` for the fusion center and :class:`AdversaryControl` for an adversary.
+"""HTTP clients: :class:`FusionClient` for the fusion center and :class:`AdversaryControl` for an
+adversary.
 
-Both send an API key as ``Authorization: Bearer <key>``: given as ``api_key=`` (``admin_key=`` for admin
-operations), else from ``$COPUR_API_KEY`` (``$COPUR_ADMIN_KEY``); an empty string sends none."""
+Both send an API key as ``Authorization: Bearer <key>``: given as ``api_key=`` (``admin_key=``
+for admin operations), else from ``$COPUR_API_KEY`` (``$COPUR_ADMIN_KEY``); an empty string sends
+none."""
 
 from __future__ import annotations
 
@@ -27,21 +29,30 @@ from copur_client.errors import (
 from copur_client.retry import MAX_BACKOFF_S, RetryPolicy
 from copur_client.wire import Certificate, Prediction, one_line
 
-__all__ = ["ADMIN_KEY_ENV", "API_KEY_ENV", "AdversaryControl", "FusionClient", "prediction_from_json", "resolve_key"]
+__all__ = [
+    "ADMIN_KEY_ENV",
+    "API_KEY_ENV",
+    "AdversaryControl",
+    "FusionClient",
+    "prediction_from_json",
+    "resolve_key",
+]
 
 API_KEY_ENV = "COPUR_API_KEY"
 ADMIN_KEY_ENV = "COPUR_ADMIN_KEY"
 
 
 def resolve_key(explicit: str | None, env_var: str) -> str | None:
-    """``explicit`` when given (an empty string: no key), else ``$env_var`` when set and non-empty, else None."""
+    """``explicit`` when given (an empty string: no key), else ``$env_var`` when set and
+    non-empty, else None."""
     if explicit is not None:
         return explicit or None
     return os.environ.get(env_var) or None
 
 
 def _server_detail(response: httpx.Response) -> str:
-    """The server's one-line ``detail``, else the body (folded to one line), else the reason phrase."""
+    """The server's one-line ``detail``, else the body (folded to one line), else the reason
+    phrase."""
     try:
         body = response.json()
     except ValueError:
@@ -100,14 +111,14 @@ def prediction_from_json(item: Mapping[str, Any]) -> Prediction:
 
 
 class _Refused(Unavailable):
-    """A refused connection, or one the server dropped before answering (retried like a 503: the server
-    is restarting, and every call retried is idempotent)."""
+    """A refused connection, or one the server dropped before answering (retried like a 503: the
+    server is restarting, and every call retried is idempotent)."""
 
 
 class _HttpBase:
-    """An httpx.Client with the error mapping, retry on refusal and 503 (for idempotent calls, ``retries``
-    times with exponential backoff) and on 429 (``rate_retries`` times, waiting what ``Retry-After`` asks,
-    at most ``MAX_RETRY_AFTER_S``)."""
+    """An httpx.Client with the error mapping, retry on refusal and 503 (for idempotent calls,
+    ``retries`` times with exponential backoff) and on 429 (``rate_retries`` times, waiting what
+    ``Retry-After`` asks, at most ``MAX_RETRY_AFTER_S``)."""
 
     def __init__(
         self,
@@ -121,7 +132,10 @@ class _HttpBase:
     ) -> None:
         self.url = url.rstrip("/")
         self.policy = RetryPolicy(
-            retries=retries, backoff_s=backoff_s, max_backoff_s=max_backoff_s, rate_retries=rate_retries
+            retries=retries,
+            backoff_s=backoff_s,
+            max_backoff_s=max_backoff_s,
+            rate_retries=rate_retries,
         )
         self._client = httpx.Client(base_url=self.url, timeout=timeout)
 
@@ -133,12 +147,16 @@ class _HttpBase:
     def rate_retries(self) -> int:
         return self.policy.rate_retries
 
-    def _attempt(self, endpoint: str, method: str, path: str, json: Any, key: str | None) -> httpx.Response:
+    def _attempt(
+        self, endpoint: str, method: str, path: str, json: Any, key: str | None
+    ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {key}"} if key else None
         try:
             return self._client.request(method, path, json=json, headers=headers)
         except httpx.TimeoutException as exc:
-            raise Timeout(endpoint, f"no answer within the timeout ({type(exc).__name__})") from None
+            raise Timeout(
+                endpoint, f"no answer within the timeout ({type(exc).__name__})"
+            ) from None
         except httpx.ConnectError as exc:
             raise _Refused(endpoint, f"cannot connect: {exc or type(exc).__name__}") from None
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
@@ -156,8 +174,8 @@ class _HttpBase:
         key: str | None = None,
         key_env: str = API_KEY_ENV,
     ) -> httpx.Response:
-        """Send with ``key`` as the Bearer token; retry per :attr:`policy` (503s and refused connections
-        only when ``retry``); every failure raises a :class:`CopurClientError`."""
+        """Send with ``key`` as the Bearer token; retry per :attr:`policy` (503s and refused
+        connections only when ``retry``); every failure raises a :class:`CopurClientError`."""
         endpoint = f"{method} {self.url}{path}"
         hint = "" if key else f" (no API key was sent: pass one or set ${key_env})"
 
@@ -168,13 +186,16 @@ class _HttpBase:
             return response
 
         try:
-            return self.policy.call(attempt, absent=lambda exc: isinstance(exc, _Refused), retry_unavailable=retry)
+            return self.policy.call(
+                attempt, absent=lambda exc: isinstance(exc, _Refused), retry_unavailable=retry
+            )
         except _Refused as exc:  # retried like a 503; raised as a plain Unavailable
             raise Unavailable(exc.endpoint, exc.detail) from None
 
     @property
     def retry_budget_s(self) -> float:
-        """The most time spent waiting between the attempts of one call (503s and lost connections)."""
+        """The most time spent waiting between the attempts of one call (503s and lost
+        connections)."""
         return self.policy.budget_s
 
     def _json(
@@ -191,7 +212,9 @@ class _HttpBase:
         try:
             return response.json()
         except ValueError:
-            raise ServerError(f"{method} {self.url}{path}", "the answer is not JSON", response.status_code) from None
+            raise ServerError(
+                f"{method} {self.url}{path}", "the answer is not JSON", response.status_code
+            ) from None
 
     def close(self) -> None:
         self._client.close()
@@ -200,19 +223,23 @@ class _HttpBase:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
 
 class FusionClient(_HttpBase):
-    """The fusion center's HTTP API. Every call is idempotent, so refused or lost connections and 503s are
-    retried ``retries`` times with exponential backoff starting at ``backoff_s``, each wait at most
-    ``max_backoff_s``: by default about 28 s in all (:attr:`retry_budget_s`), which carries a call across a
-    restart of the fusion center. 429s are retried ``rate_retries`` times
-    after the wait the server asks; other 4xx answers never are. ``api_key`` (default ``$COPUR_API_KEY``,
-    else the admin key) is sent with predictions, ``admin_key`` (default ``$COPUR_ADMIN_KEY``, else
-    ``api_key``) with :meth:`parties`; probes and metrics are sent without a key."""
+    """The fusion center's HTTP API. Every call is idempotent, so refused or lost connections and
+    503s are retried ``retries`` times with exponential backoff starting at ``backoff_s``, each
+    wait at most ``max_backoff_s``: by default about 28 s in all (:attr:`retry_budget_s`), which
+    carries a call across a restart of the fusion center. 429s are retried ``rate_retries`` times
+    after the wait the server asks; other 4xx answers never are. ``api_key`` (default
+    ``$COPUR_API_KEY``, else the admin key) is sent with predictions, ``admin_key`` (default
+    ``$COPUR_ADMIN_KEY``, else ``api_key``) with :meth:`parties`; probes and metrics are sent
+    without a key."""
 
     def __init__(
         self,
@@ -242,12 +269,17 @@ class FusionClient(_HttpBase):
         self, sample_ids: Iterable[int], *, defense: str | None = None, certify: bool = False
     ) -> dict[str, Any]:
         """``POST /v1/predict``: the server's JSON answer, as sent."""
-        body: dict[str, Any] = {"sample_ids": [operator.index(i) for i in sample_ids], "certify": bool(certify)}
+        body: dict[str, Any] = {
+            "sample_ids": [operator.index(i) for i in sample_ids],
+            "certify": bool(certify),
+        }
         if defense is not None:
             body["defense"] = defense
         answer = self._json("POST", "/v1/predict", json=body, key=self.api_key)
         if not isinstance(answer, dict) or not isinstance(answer.get("predictions"), list):
-            raise ServerError(f"POST {self.url}/v1/predict", "the answer has no 'predictions' list", 200)
+            raise ServerError(
+                f"POST {self.url}/v1/predict", "the answer has no 'predictions' list", 200
+            )
         return answer
 
     def predict(
@@ -258,17 +290,21 @@ class FusionClient(_HttpBase):
         try:
             return [prediction_from_json(p) for p in answer["predictions"]]
         except (KeyError, TypeError, ValueError) as exc:
-            raise ServerError(f"POST {self.url}/v1/predict", f"malformed prediction: {exc!r}", 200) from None
+            raise ServerError(
+                f"POST {self.url}/v1/predict", f"malformed prediction: {exc!r}", 200
+            ) from None
 
     def parties(self) -> list[dict[str, Any]]:
-        """``GET /v1/parties`` (an admin operation): each party's index, name, address, state, failures, flags."""
+        """``GET /v1/parties`` (an admin operation): each party's index, name, address, state,
+        failures, flags."""
         answer = self._json("GET", "/v1/parties", key=self.admin_key, key_env=ADMIN_KEY_ENV)
         if not isinstance(answer, dict) or not isinstance(answer.get("parties"), list):
             raise ServerError(f"GET {self.url}/v1/parties", "the answer has no 'parties' list", 200)
         return list(answer["parties"])
 
     def ready(self) -> bool:
-        """``GET /readyz``: True on 200, False on 503 or when the server cannot be reached (no retry)."""
+        """``GET /readyz``: True on 200, False on 503 or when the server cannot be reached (no
+        retry)."""
         try:
             self._send("GET", "/readyz", retry=False)
         except Unavailable:
@@ -281,8 +317,8 @@ class FusionClient(_HttpBase):
 
 
 class AdversaryControl(_HttpBase):
-    """An adversary's control endpoint: read and switch its policy (admin operations: ``api_key`` defaults
-    to ``$COPUR_ADMIN_KEY``). Nothing is retried."""
+    """An adversary's control endpoint: read and switch its policy (admin operations: ``api_key``
+    defaults to ``$COPUR_ADMIN_KEY``). Nothing is retried."""
 
     def __init__(self, url: str, *, timeout: float = 10.0, api_key: str | None = None) -> None:
         super().__init__(url, timeout=timeout, retries=0, backoff_s=0.0)
@@ -293,6 +329,11 @@ class AdversaryControl(_HttpBase):
         return dict(self._json("GET", "/v1/policy", key=self.api_key, key_env=ADMIN_KEY_ENV))
 
     def set_policy(self, attack: str, **params: Any) -> dict[str, Any]:
-        """``PUT /v1/policy``; a refused policy raises :class:`BadRequest` (422) with the server's reason."""
+        """``PUT /v1/policy``; a refused policy raises :class:`BadRequest` (422) with the
+        server's reason."""
         body = {"attack": attack, "params": params}
-        return dict(self._json("PUT", "/v1/policy", json=body, retry=False, key=self.api_key, key_env=ADMIN_KEY_ENV))
+        return dict(
+            self._json(
+                "PUT", "/v1/policy", json=body, retry=False, key=self.api_key, key_env=ADMIN_KEY_ENV
+            )
+        )

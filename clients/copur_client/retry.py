@@ -1,10 +1,11 @@
-"""The client's retry policy, on tenacity: which failures are retried, how long to wait, when to give up.
+"""The client's retry policy, on tenacity: which failures are retried, how long to wait, when to
+give up.
 
-Two budgets, kept apart: ``retries`` for a server that is not there (a 503, or a connection refused or dropped
-before the answer: the server is restarting, and every call retried is idempotent), waiting ``backoff_s``
-doubling up to ``max_backoff_s``; and ``rate_retries`` for a 429, waiting what its ``Retry-After`` asks when
-that is at most :data:`MAX_RETRY_AFTER_S`. Every other error is raised at once.
-"""
+Two budgets, kept apart: ``retries`` for a server that is not there (a 503, or a connection
+refused or dropped before the answer: the server is restarting, and every call retried is
+idempotent), waiting ``backoff_s`` doubling up to ``max_backoff_s``; and ``rate_retries`` for a
+429, waiting what its ``Retry-After`` asks when that is at most :data:`MAX_RETRY_AFTER_S`. Every
+other error is raised at once."""
 
 from __future__ import annotations
 
@@ -38,10 +39,13 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.retries < 0 or self.rate_retries < 0:
-            raise ValueError(f"retries and rate_retries must be >= 0, got {self.retries} and {self.rate_retries}")
+            raise ValueError(
+                f"retries and rate_retries must be >= 0, got {self.retries} and {self.rate_retries}"
+            )
 
     def backoff(self, attempt: int) -> float:
-        """The wait before retry number ``attempt`` (1, 2, ...) of an absent server: doubling, capped."""
+        """The wait before retry number ``attempt`` (1, 2, ...) of an absent server: doubling,
+        capped."""
         return min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
 
     @property
@@ -56,9 +60,10 @@ class RetryPolicy:
         absent: Callable[[CopurClientError], bool] = lambda exc: False,
         retry_unavailable: bool = True,
     ) -> T:
-        """``attempt()`` until it returns, retrying its :class:`CopurClientError` per the policy: a 503, or an
-        error for which ``absent`` says the server was not there, on the first budget (only when
-        ``retry_unavailable``); a 429 on the second. The last error is raised as it was."""
+        """``attempt()`` until it returns, retrying its :class:`CopurClientError` per the policy:
+        a 503, or an error for which ``absent`` says the server was not there, on the first
+        budget (only when ``retry_unavailable``); a 429 on the second. The last error is
+        raised as it was."""
         spent = {"absent": 0, "rate": 0}
         retries = self.retries if retry_unavailable else 0
 
@@ -79,7 +84,9 @@ class RetryPolicy:
             return self.backoff(spent["absent"])
 
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(lambda e: isinstance(e, CopurClientError) and retryable(e)),
+            retry=tenacity.retry_if_exception(
+                lambda e: isinstance(e, CopurClientError) and retryable(e)
+            ),
             wait=wait,
             sleep=lambda seconds: time.sleep(seconds),  # looked up per call: tests record the waits
             reraise=True,

@@ -1,7 +1,8 @@
-"""The only module that touches protobuf: tensors, party descriptions and predictions to and from the wire.
+"""The only module that touches protobuf: tensors, party descriptions and predictions to and from
+the wire.
 
-The types themselves are in :mod:`copur_client.wire`; they are re-exported here for the server's adapters.
-"""
+The types themselves are in :mod:`copur_client.wire`; they are re-exported here for the server's
+adapters."""
 
 from __future__ import annotations
 
@@ -45,15 +46,20 @@ def array_to_proto(array: np.ndarray) -> tensor_pb2.Tensor:
 
 
 def array_from_proto(tensor: tensor_pb2.Tensor, *, what: str = "tensor") -> np.ndarray:
-    """Decode a Tensor; wrong dtype, negative dims or a byte length that does not match the shape are refused."""
+    """Decode a Tensor; wrong dtype, negative dims or a byte length that does not match the shape
+    are refused."""
     if tensor.dtype != "float32":
         raise SerdeError(f"{what}: dtype '{tensor.dtype}' is not float32")
     shape = tuple(int(d) for d in tensor.shape)
     if any(d < 0 for d in shape):
         raise SerdeError(f"{what}: negative dimension in shape {shape}")
-    expected = math.prod(shape) * 4  # exact: an int64 product of absurd dims wraps (to 0, passing the check)
+    expected = (
+        math.prod(shape) * 4
+    )  # exact: an int64 product of absurd dims wraps (to 0, passing the check)
     if len(tensor.data) != expected:
-        raise SerdeError(f"{what}: {len(tensor.data)} bytes do not hold a float32 tensor of shape {shape}")
+        raise SerdeError(
+            f"{what}: {len(tensor.data)} bytes do not hold a float32 tensor of shape {shape}"
+        )
     try:
         values = np.frombuffer(tensor.data, dtype=_LE_F32).reshape(shape)
     except ValueError as exc:  # numpy's own limits: too many dims, an empty array of absurd extent
@@ -71,7 +77,9 @@ def embed_response(embeddings: np.ndarray, party: int) -> party_pb2.EmbedRespons
     return party_pb2.EmbedResponse(embeddings=array_to_proto(embeddings), party=party)
 
 
-def embed_response_from_proto(msg: party_pb2.EmbedResponse, *, what: str = "embeddings") -> tuple[np.ndarray, int]:
+def embed_response_from_proto(
+    msg: party_pb2.EmbedResponse, *, what: str = "embeddings"
+) -> tuple[np.ndarray, int]:
     """The (n, e) embeddings and the answering party's index of an EmbedResponse."""
     return array_from_proto(msg.embeddings, what=what), int(msg.party)
 
@@ -94,7 +102,9 @@ def party_info_from_proto(msg: party_pb2.PartyInfo) -> PartyInfo:
     )
 
 
-def predict_request_to_proto(sample_ids: Sequence[int], defense: str, certify: bool) -> fusion_pb2.PredictRequest:
+def predict_request_to_proto(
+    sample_ids: Sequence[int], defense: str, certify: bool
+) -> fusion_pb2.PredictRequest:
     """A PredictRequest; an empty ``defense`` asks for the server's default."""
     return fusion_pb2.PredictRequest(sample_ids=list(sample_ids), defense=defense, certify=certify)
 

@@ -22,8 +22,8 @@ def _ints(values: list[int]) -> str:
 
 
 def certificate_summary(cert: Certificate | None) -> str:
-    """``vote lying<=1 label=3`` (certified against that many lying parties), ``smoothing r=0.412 label=3``,
-    or ``-`` without a certificate."""
+    """``vote lying<=1 label=3`` (certified against that many lying parties), ``smoothing r=0.412
+    label=3``, or ``-`` without a certificate."""
     if cert is None:
         return "-"
     parts = [cert.kind]
@@ -37,7 +37,8 @@ def certificate_summary(cert: Certificate | None) -> str:
 
 
 def predictions_table(preds: list[Prediction], class_names: list[str] | None = None) -> str:
-    """A fixed-width table, one row per prediction in the given order, with a header and a summary line."""
+    """A fixed-width table, one row per prediction in the given order, with a header and a
+    summary line."""
     rows: list[tuple[str, ...]] = []
     for p in preds:
         label = str(p.label)
@@ -68,7 +69,9 @@ def predictions_table(preds: list[Prediction], class_names: list[str] | None = N
     summary = f"{len(preds)} prediction(s), {flagged} with flagged parties"
     if defenses:
         summary += f", defense {', '.join(defenses)}"
-    return "\n".join([line(_HEADERS), line(tuple("-" * w for w in widths)), *map(line, rows), summary])
+    return "\n".join(
+        [line(_HEADERS), line(tuple("-" * w for w in widths)), *map(line, rows), summary]
+    )
 
 
 def predictions_json(preds: list[Prediction]) -> dict[str, Any]:
@@ -87,17 +90,20 @@ def predict_command(
     *,
     api_key: str | None = None,
 ) -> tuple[int, str]:
-    """Predict ``ids`` over HTTP at ``url`` (or over gRPC at ``grpc_target`` when given, mTLS with ``tls``).
+    """Predict ``ids`` over HTTP at ``url`` (or over gRPC at ``grpc_target`` when given, mTLS
+    with ``tls``).
 
     Returns (exit code, text to print): 0 and the table (or the JSON answer when ``as_json``), or
-    2 and one line ``error: ...`` when the call fails. ``api_key``: the Bearer key (default ``$COPUR_API_KEY``).
-    """
+    2 and one line ``error: ...`` when the call fails. ``api_key``: the Bearer key (default
+    ``$COPUR_API_KEY``)."""
     try:
         if grpc_target:
             with GrpcFusionClient(grpc_target, tls=tls, api_key=api_key) as grpc_client:
                 preds = grpc_client.predict(ids, defense=defense, certify=certify)
             return 0, (json.dumps(predictions_json(preds)) if as_json else predictions_table(preds))
-        with FusionClient(url, api_key=api_key, retries=2) as client:  # a person is waiting: fail fast
+        with FusionClient(
+            url, api_key=api_key, retries=2
+        ) as client:  # a person is waiting: fail fast
             if as_json:
                 return 0, json.dumps(client.predict_json(ids, defense=defense, certify=certify))
             preds = client.predict(ids, defense=defense, certify=certify)

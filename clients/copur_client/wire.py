@@ -1,11 +1,11 @@
-"""The wire types: what a prediction, a certificate, a party's description and an adversary policy look like on
-either side of the wire, and the names they carry. Client and server both use this module; it imports nothing
-but the standard library.
+"""The wire types: what a prediction, a certificate, a party's description and an adversary
+policy look like on either side of the wire, and the names they carry. Client and server both
+use this module; it imports nothing but the standard library.
 
-Defense and attack names are plain strings on the wire (``DefenseName``, ``AttackName``): the server's
-registries own the lists (``GET /openapi.json`` documents the defenses a server serves; an unknown name is a
-400 that lists the known ones), so a newer server's defense needs no new client.
-"""
+Defense and attack names are plain strings on the wire (``DefenseName``, ``AttackName``): the
+server's registries own the lists (``GET /openapi.json`` documents the defenses a server serves;
+an unknown name is a 400 that lists the known ones), so a newer server's defense needs no new
+client."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ __all__ = [
 ]
 
 DefenseName: TypeAlias = str
-"""A defense of the fusion center's registry (``none``, ``ae``, ``rs``, ``copur-ref``, ``copur-l21``, ``copur``,
-``copur+rs``, ``vote`` in this version)."""
+"""A defense of the fusion center's registry (``none``, ``ae``, ``rs``, ``copur-ref``,
+``copur-l21``, ``copur``, ``copur+rs``, ``vote`` in this version)."""
 AttackName: TypeAlias = str
 """An attack policy of the adversary (an attack of the library, ``delay``, or :data:`NO_ATTACK`)."""
 ParamValue: TypeAlias = float | int | bool | None
@@ -47,13 +47,15 @@ class WireError(ValueError):
 
 
 def one_line(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
-    """``text`` with its whitespace runs (newlines included) folded to single spaces, cut at ``limit``."""
+    """``text`` with its whitespace runs (newlines included) folded to single spaces, cut at
+    ``limit``."""
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 class PolicySpec(TypedDict):
-    """An adversary policy as the control endpoint reads and writes it: an attack and its parameters."""
+    """An adversary policy as the control endpoint reads and writes it: an attack and its
+    parameters."""
 
     attack: AttackName
     params: dict[str, ParamValue]
@@ -61,7 +63,8 @@ class PolicySpec(TypedDict):
 
 @dataclass(frozen=True)
 class PartyInfo:
-    """What a party says about itself: its index and name, its feature and embedding widths, its data set."""
+    """What a party says about itself: its index and name, its feature and embedding widths, its
+    data set."""
 
     index: int
     name: str
@@ -74,9 +77,9 @@ class PartyInfo:
 
 @dataclass(frozen=True)
 class Certificate:
-    """A prediction's certificate. ``kind`` ``vote``: the label holds against any ``certified_parties`` lying
-    parties (-1: not even none). ``smoothing``: it holds within l2 ``radius`` of the (purified) embedding;
-    ``label`` -1 means the smoothed classifier abstained."""
+    """A prediction's certificate. ``kind`` ``vote``: the label holds against any
+    ``certified_parties`` lying parties (-1: not even none). ``smoothing``: it holds within l2
+    ``radius`` of the (purified) embedding; ``label`` -1 means the smoothed classifier abstained."""
 
     kind: str
     certified_parties: int = -1
@@ -86,9 +89,9 @@ class Certificate:
 
 @dataclass(frozen=True)
 class Prediction:
-    """One sample's answer, as both front doors return it: the label and class probabilities, each party's
-    anomaly score, the parties the defense flagged and those that did not answer, the defense that ran, and
-    the certificate when asked."""
+    """One sample's answer, as both front doors return it: the label and class probabilities,
+    each party's anomaly score, the parties the defense flagged and those that did not answer,
+    the defense that ran, and the certificate when asked."""
 
     sample_id: int
     label: int

@@ -25,16 +25,20 @@ def clean(mfeat_bundle: Bundle, test_batch) -> Clean:
     h, _ = test_batch
     table = np.ascontiguousarray(h[:, PARTY * E : (PARTY + 1) * E].numpy(), dtype=np.float32)
     assert mfeat_bundle.calibration is not None
-    return Clean(table=table, block_mean=np.asarray(mfeat_bundle.calibration.block_mean, dtype=np.float32))
+    return Clean(
+        table=table, block_mean=np.asarray(mfeat_bundle.calibration.block_mean, dtype=np.float32)
+    )
 
 
 @pytest.fixture(scope="session")
 def every_block(mfeat_bundle: Bundle) -> np.ndarray:
-    """(N, M, E): every party's block of every sample of the data set (row = sample id), what the real
-    parties embed."""
+    """(N, M, E): every party's block of every sample of the data set (row = sample id), what the
+    real parties embed."""
     data = load_dataset(mfeat_bundle.manifest.dataset_spec)
     with torch.no_grad():
-        h = mfeat_bundle.models.embed([torch.as_tensor(x) for x in data.party_rows(np.arange(len(data.labels)))])
+        h = mfeat_bundle.models.embed(
+            [torch.as_tensor(x) for x in data.party_rows(np.arange(len(data.labels)))]
+        )
     return np.ascontiguousarray(h.numpy().reshape(len(h), M, E), dtype=np.float32)
 
 
@@ -77,4 +81,6 @@ def control(adversary: AdversaryApp) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="session")
 def head(engine: Engine) -> Callable[[torch.Tensor], torch.Tensor]:
     """Labels of the undefended head on an assembled h."""
-    return lambda h: engine.defense("none").predict(h, torch.ones(len(h), M, dtype=torch.bool)).labels
+    return lambda h: (
+        engine.defense("none").predict(h, torch.ones(len(h), M, dtype=torch.bool)).labels
+    )

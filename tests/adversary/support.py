@@ -18,7 +18,8 @@ FEATURES = 20
 
 
 class TableParty(party_pb2_grpc.PartyServiceServicer):
-    """Party ``PARTY``: row ``id`` of ``table`` is the embedding of sample ``id``; unknown ids: NOT_FOUND."""
+    """Party ``PARTY``: row ``id`` of ``table`` is the embedding of sample ``id``; unknown ids:
+    NOT_FOUND."""
 
     def __init__(self, table: np.ndarray) -> None:
         self.table = table
@@ -49,7 +50,8 @@ class TableParty(party_pb2_grpc.PartyServiceServicer):
 
 @dataclass
 class Clean:
-    """The upstream's table and what the adversary assembles around it (others: calibrated mean blocks)."""
+    """The upstream's table and what the adversary assembles around it (others: calibrated mean
+    blocks)."""
 
     table: np.ndarray
     block_mean: np.ndarray

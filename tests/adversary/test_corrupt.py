@@ -22,7 +22,9 @@ def _rows_of(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
     return np.where(same.any(axis=1), same.argmax(axis=1), -1)
 
 
-def test_none_returns_the_block_itself_and_remembers_it(context: AdversaryContext, clean: Clean) -> None:
+def test_none_returns_the_block_itself_and_remembers_it(
+    context: AdversaryContext, clean: Clean
+) -> None:
     block = clean.table[:10]
 
     out = _corrupt(block, Policy(), context)
@@ -35,7 +37,9 @@ def test_drop_answers_nothing(context: AdversaryContext, clean: Clean) -> None:
     assert _corrupt(clean.table[:10], Policy(attack="drop"), context) is None
 
 
-def test_replace_without_memory_draws_rows_of_the_batch(context: AdversaryContext, clean: Clean) -> None:
+def test_replace_without_memory_draws_rows_of_the_batch(
+    context: AdversaryContext, clean: Clean
+) -> None:
     block = clean.table[:30]
 
     out = _corrupt(block, Policy(attack="replace"), context)
@@ -67,7 +71,9 @@ def test_the_memory_is_a_bounded_ring(mfeat_bundle: Bundle, clean: Clean) -> Non
     assert sorted(_rows_of(pool, clean.table).tolist()) == list(range(15, 25))
 
 
-def test_only_the_own_block_comes_back_with_the_attack_applied(context: AdversaryContext, clean: Clean) -> None:
+def test_only_the_own_block_comes_back_with_the_attack_applied(
+    context: AdversaryContext, clean: Clean
+) -> None:
     out = _corrupt(clean.table[:8], Policy(attack="noise", params={"norm": 3.0}), context)
 
     assert out is not None and out.shape == (8, E) and out.dtype == np.float32
@@ -83,7 +89,9 @@ def test_a_seeded_context_corrupts_reproducibly(mfeat_bundle: Bundle, clean: Cle
     assert a is not None and b is not None and np.array_equal(a, b)
 
 
-def test_targeted_pgd_pushes_the_head_to_the_target(context: AdversaryContext, clean: Clean, head) -> None:
+def test_targeted_pgd_pushes_the_head_to_the_target(
+    context: AdversaryContext, clean: Clean, head
+) -> None:
     block = clean.table[:40]
 
     out = _corrupt(block, Policy(attack="pgd", params={"target": 3}), context)
@@ -108,10 +116,20 @@ def test_a_target_outside_the_classes_is_refused(context: AdversaryContext, clea
 
 @pytest.mark.parametrize(
     ("shape", "num_parties", "party", "named"),
-    [((4, E + 1), M, PARTY, "shape"), ((4, E), M + 1, PARTY, "num_parties"), ((4, E), M, M, "party")],
+    [
+        ((4, E + 1), M, PARTY, "shape"),
+        ((4, E), M + 1, PARTY, "num_parties"),
+        ((4, E), M, M, "party"),
+    ],
 )
-def test_inconsistent_inputs_are_refused(context: AdversaryContext, shape, num_parties, party, named) -> None:
+def test_inconsistent_inputs_are_refused(
+    context: AdversaryContext, shape, num_parties, party, named
+) -> None:
     with pytest.raises(ValueError, match=named):
         corrupt_block(
-            np.zeros(shape, np.float32), policy=Policy(), party=party, num_parties=num_parties, context=context
+            np.zeros(shape, np.float32),
+            policy=Policy(),
+            party=party,
+            num_parties=num_parties,
+            context=context,
         )

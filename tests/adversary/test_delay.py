@@ -1,6 +1,6 @@
-"""The ``delay`` policy: a slow party. Its one parameter ``ms`` is validated (policy, control endpoint,
-scenario files); in force, the proxy holds each call ``ms`` before forwarding and answers unchanged; a held
-call whose caller gave up ends early instead of being forwarded."""
+"""The ``delay`` policy: a slow party. Its one parameter ``ms`` is validated (policy, control
+endpoint, scenario files); in force, the proxy holds each call ``ms`` before forwarding and
+answers unchanged; a held call whose caller gave up ends early instead of being forwarded."""
 
 from __future__ import annotations
 

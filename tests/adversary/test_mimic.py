@@ -1,6 +1,7 @@
-"""mimic and sia in the live adversary (corrupt_block): donor blocks come from the party itself (its own
-embedding of the donor sample), a donor by class is deterministic so that two adversaries collude, and sia
-aims at the runner-up class of its local simulation of the copur defense."""
+"""mimic and sia in the live adversary (corrupt_block): donor blocks come from the party itself
+(its own embedding of the donor sample), a donor by class is deterministic so that two
+adversaries collude, and sia aims at the runner-up class of its local simulation of the copur
+defense."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ OTHER = 4
 
 
 class Upstream:
-    """The real party's Embed by sample id, as the adversary's fetcher sees it; records every call."""
+    """The real party's Embed by sample id, as the adversary's fetcher sees it; records every
+    call."""
 
     def __init__(self, every_block: np.ndarray, party: int) -> None:
         self.blocks, self.party = every_block, party
@@ -37,12 +39,16 @@ def labels(mfeat_bundle: Bundle) -> np.ndarray:
     return load_dataset(mfeat_bundle.manifest.dataset_spec).labels
 
 
-def _context(bundle: Bundle, every_block: np.ndarray, party: int = PARTY) -> tuple[AdversaryContext, Upstream]:
+def _context(
+    bundle: Bundle, every_block: np.ndarray, party: int = PARTY
+) -> tuple[AdversaryContext, Upstream]:
     upstream = Upstream(every_block, party)
     return AdversaryContext.from_bundle(bundle, seed=0, embed=upstream), upstream
 
 
-def _corrupt(block: np.ndarray, policy: Policy, context: AdversaryContext, party: int = PARTY) -> np.ndarray:
+def _corrupt(
+    block: np.ndarray, policy: Policy, context: AdversaryContext, party: int = PARTY
+) -> np.ndarray:
     out = corrupt_block(block, policy=policy, party=party, num_parties=M, context=context)
     assert out is not None and out.shape == block.shape and out.dtype == np.float32
     return out
@@ -63,11 +69,15 @@ def test_mimic_by_id_sends_the_partys_own_block_of_the_donor(
     out = _corrupt(block, Policy(attack="mimic", params={"donor": 1014}), context)
 
     # Assert: every sample now carries the donor's block, as the party itself embeds it
-    np.testing.assert_allclose(out, np.repeat(every_block[1014, PARTY][None], 12, axis=0), atol=1e-6)
+    np.testing.assert_allclose(
+        out, np.repeat(every_block[1014, PARTY][None], 12, axis=0), atol=1e-6
+    )
     assert upstream.calls == [[1014]]
 
 
-def test_a_donor_is_fetched_once(mfeat_bundle: Bundle, every_block: np.ndarray, clean: Clean) -> None:
+def test_a_donor_is_fetched_once(
+    mfeat_bundle: Bundle, every_block: np.ndarray, clean: Clean
+) -> None:
     context, upstream = _context(mfeat_bundle, every_block)
     policy = Policy(attack="mimic", params={"donor": 77})
 
@@ -88,7 +98,9 @@ def test_mimic_moves_factor_of_the_way_to_the_donor(
 
     out = _corrupt(block, Policy(attack="mimic", params={"donor": 5, "factor": factor}), context)
 
-    np.testing.assert_allclose(out, block + factor * (every_block[5, PARTY] - block), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        out, block + factor * (every_block[5, PARTY] - block), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_mimic_by_class_sends_the_lowest_validation_sample_of_the_class(
@@ -105,7 +117,9 @@ def test_mimic_by_class_sends_the_lowest_validation_sample_of_the_class(
     # Assert
     assert context.donor_ids(policy) == [donor] and labels[donor] == 7
     assert upstream.calls == [[donor]]
-    np.testing.assert_allclose(out, np.repeat(every_block[donor, PARTY][None], 10, axis=0), atol=1e-6)
+    np.testing.assert_allclose(
+        out, np.repeat(every_block[donor, PARTY][None], 10, axis=0), atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("params", [{"donor": 321}, {"donor_class": 5}], ids=["by-id", "by-class"])
@@ -126,13 +140,20 @@ def test_two_adversaries_given_the_same_donor_collude(
     (donor,) = first.donor_ids(policy)
     assert second.donor_ids(policy) == [donor]
     assert donor == params.get("donor", _class_donor(mfeat_bundle, labels, 5))
-    np.testing.assert_allclose(out_first, np.repeat(every_block[donor, PARTY][None], 15, axis=0), atol=1e-6)
-    np.testing.assert_allclose(out_second, np.repeat(every_block[donor, OTHER][None], 15, axis=0), atol=1e-6)
+    np.testing.assert_allclose(
+        out_first, np.repeat(every_block[donor, PARTY][None], 15, axis=0), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        out_second, np.repeat(every_block[donor, OTHER][None], 15, axis=0), atol=1e-6
+    )
 
 
 @pytest.mark.parametrize(
     ("params", "named"),
-    [({"donor": 2000}, "parameter 'donor' must be a sample id 0..1999"), ({"donor_class": 10}, "'donor_class'")],
+    [
+        ({"donor": 2000}, "parameter 'donor' must be a sample id 0..1999"),
+        ({"donor_class": 10}, "'donor_class'"),
+    ],
 )
 def test_a_donor_outside_the_data_set_is_refused_without_asking_upstream(
     mfeat_bundle: Bundle, every_block: np.ndarray, clean: Clean, params: dict, named: str
@@ -164,7 +185,9 @@ def test_sia_sends_a_donor_of_the_runner_up_class_of_its_local_simulation(
     simulated = context.engine.defense(SIMULATED_DEFENSE).predict(
         clean.assemble(block), torch.ones(len(block), M, dtype=torch.bool)
     )
-    runner_up = simulated.probs.scatter(1, simulated.labels.unsqueeze(1), -1.0).argmax(dim=1).numpy()
+    runner_up = (
+        simulated.probs.scatter(1, simulated.labels.unsqueeze(1), -1.0).argmax(dim=1).numpy()
+    )
 
     # Execute
     out = _corrupt(block, policy, context)
@@ -175,10 +198,13 @@ def test_sia_sends_a_donor_of_the_runner_up_class_of_its_local_simulation(
     assert upstream.calls == [sorted(donors)]
     assert sorted(labels[donors].tolist()) == sorted(list(range(10)) * per_class)
     assert all(_class_donor(mfeat_bundle, labels, c) in donors for c in range(10))
-    # ... and each sample's block is one of its runner-up class's donors, moved by one of the search's factors
+    # ... and each sample's block is one of its runner-up class's donors, moved by one of the
+    # search's factors
     for row, cls in enumerate(runner_up):
         own = [d for d in donors if labels[d] == cls]
-        candidates = [block[row] + f * (every_block[d, PARTY] - block[row]) for d in own for f in FACTORS]
+        candidates = [
+            block[row] + f * (every_block[d, PARTY] - block[row]) for d in own for f in FACTORS
+        ]
         gaps = [np.abs(out[row] - c).max() for c in candidates]
         assert min(gaps) < 1e-5, (row, cls)
 

@@ -1,6 +1,6 @@
-"""mimic and sia through the real adversary service: the control endpoint puts them in force (or refuses them
-in one line, changing nothing), the adversary fetches the donor's block from its upstream party over gRPC,
-and the gRPC proxy answers it."""
+"""mimic and sia through the real adversary service: the control endpoint puts them in force (or
+refuses them in one line, changing nothing), the adversary fetches the donor's block from its
+upstream party over gRPC, and the gRPC proxy answers it."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ IDS = list(range(100, 130))
 
 
 class CountingParty(TableParty):
-    """Party ``PARTY`` over every sample of the data set; counts the Embed calls for each id list."""
+    """Party ``PARTY`` over every sample of the data set; counts the Embed calls for each id
+    list."""
 
     def __init__(self, table: np.ndarray) -> None:
         super().__init__(table)
@@ -72,7 +73,11 @@ def _donor_of(bundle: Bundle, cls: int) -> int:
 
 
 def test_mimic_by_class_answers_the_partys_block_of_the_class_donor(
-    control: httpx.Client, stub, party: tuple[CountingParty, str], every_block: np.ndarray, mfeat_bundle: Bundle
+    control: httpx.Client,
+    stub,
+    party: tuple[CountingParty, str],
+    every_block: np.ndarray,
+    mfeat_bundle: Bundle,
 ) -> None:
     # Prepare
     servicer, _ = party
@@ -86,22 +91,33 @@ def test_mimic_by_class_answers_the_partys_block_of_the_class_donor(
     # Assert: the donor's block was fetched from the party once, when the policy was put in force
     assert put.status_code == 200, put.text
     assert put.json()["donors"] == [donor] and got["donors"] == [donor]
-    assert (got["attack"], got["params"], got["calls"], got["corrupted"]) == ("mimic", {"donor_class": 3}, 1, 1)
+    assert (got["attack"], got["params"], got["calls"], got["corrupted"]) == (
+        "mimic",
+        {"donor_class": 3},
+        1,
+        1,
+    )
     assert servicer.asked == [[donor], IDS]
-    np.testing.assert_allclose(out, np.repeat(every_block[donor, PARTY][None], len(IDS), axis=0), atol=1e-6)
+    np.testing.assert_allclose(
+        out, np.repeat(every_block[donor, PARTY][None], len(IDS), axis=0), atol=1e-6
+    )
 
 
 def test_mimic_by_id_with_a_factor_answers_the_blend(
     control: httpx.Client, stub, every_block: np.ndarray, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="copur.roles.adversary"):
-        put = control.put("/v1/policy", json={"attack": "mimic", "params": {"donor": 1500, "factor": 0.5}})
+        put = control.put(
+            "/v1/policy", json={"attack": "mimic", "params": {"donor": 1500, "factor": 0.5}}
+        )
     out = embed(stub, IDS)
     metrics = control.get("/metrics").text
 
     honest = every_block[IDS, PARTY]
     assert put.status_code == 200, put.text
-    np.testing.assert_allclose(out, honest + 0.5 * (every_block[1500, PARTY] - honest), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        out, honest + 0.5 * (every_block[1500, PARTY] - honest), rtol=1e-5, atol=1e-6
+    )
     changes = [r.getMessage() for r in caplog.records if "event=policy_change" in r.getMessage()]
     assert len(changes) == 1 and changes[0].startswith("event=policy_change attack=mimic")
     assert changes[0].endswith("donors=1500")

@@ -69,19 +69,29 @@ def test_a_refused_policy_names_what_is_wrong_in_one_line(payload: dict, named: 
 
 
 def test_mimic_names_a_donor_sample_which_the_attack_itself_does_not_get() -> None:
-    by_id = Policy.model_validate_json('{"attack": "mimic", "params": {"donor": 1014, "factor": 0.5}}')
+    by_id = Policy.model_validate_json(
+        '{"attack": "mimic", "params": {"donor": 1014, "factor": 0.5}}'
+    )
     by_class = Policy(attack="mimic", params={"donor_class": 5})
 
     attacks = by_id.build(), by_class.build()
 
-    assert (by_id.donor, by_id.donor_class, by_class.donor, by_class.donor_class) == (1014, None, None, 5)
+    assert (by_id.donor, by_id.donor_class, by_class.donor, by_class.donor_class) == (
+        1014,
+        None,
+        None,
+        5,
+    )
     assert all(isinstance(a, Mimic) and a.donor is None and a.donor_class is None for a in attacks)
     assert isinstance(attacks[0], Mimic) and attacks[0].factor == 0.5 and attacks[0].search == 0
     assert Policy(attack="mimic", params={"donor": 1, "search": 0, "nearest": False}).donor == 1
 
 
 def test_sia_takes_its_search_and_optional_gradient_steps() -> None:
-    default, tuned = Policy(attack="sia"), Policy(attack="sia", params={"search": 8, "steps": 0, "factor": 1.5})
+    default, tuned = (
+        Policy(attack="sia"),
+        Policy(attack="sia", params={"search": 8, "steps": 0, "factor": 1.5}),
+    )
 
     assert isinstance(default.build(), SIA) and default.donor is None
     attack = tuned.build()
@@ -93,7 +103,8 @@ def test_a_live_only_refusal_says_why_in_one_line() -> None:
         Policy(attack="mimic", params={"donor": 3, "search": 4})
 
     assert policy_error(caught.value.errors()) == (
-        "params: parameter 'search' of attack 'mimic' needs the fusion center's answers, which the live "
+        "params: parameter 'search' of attack 'mimic' needs the fusion center's answers, which the "
+        "live "
         "adversary does not see (use 0), got 4"
     )
 
@@ -104,7 +115,8 @@ def test_policy_state_swaps_atomically_and_counts_every_call() -> None:
 
     previous = state.set(flip)
     workers = [
-        threading.Thread(target=lambda: [state.record(corrupted=i % 2 == 0) for i in range(500)]) for _ in range(8)
+        threading.Thread(target=lambda: [state.record(corrupted=i % 2 == 0) for i in range(500)])
+        for _ in range(8)
     ]
     for w in workers:
         w.start()

@@ -103,7 +103,9 @@ def test_embed_features_is_forwarded_and_corrupted(stub, control) -> None:
     x = np.arange(3 * 20, dtype=np.float32).reshape(3, 20)
     _put(control, "flip", amp=2)
 
-    msg = stub.EmbedFeatures(party_pb2.EmbedFeaturesRequest(features=serde.array_to_proto(x)), timeout=30)
+    msg = stub.EmbedFeatures(
+        party_pb2.EmbedFeaturesRequest(features=serde.array_to_proto(x)), timeout=30
+    )
 
     block, party = serde.embed_response_from_proto(msg)
     assert party == PARTY
@@ -119,7 +121,9 @@ def test_embed_features_is_forwarded_and_corrupted(stub, control) -> None:
         ({"attack": "noise", "params": {"norm": "loud"}}, "norm"),
     ],
 )
-def test_a_refused_policy_is_a_one_line_422_and_changes_nothing(control, body: dict, named: str) -> None:
+def test_a_refused_policy_is_a_one_line_422_and_changes_nothing(
+    control, body: dict, named: str
+) -> None:
     _put(control, "flip", amp=3)
 
     put = control.put("/v1/policy", json=body)
@@ -148,7 +152,14 @@ def test_get_shows_the_policy_the_party_and_the_counts(stub, control) -> None:
 
     got = control.get("/v1/policy").json()
 
-    assert got == {"attack": "zero", "params": {}, "party": PARTY, "calls": 3, "corrupted": 1, "donors": []}
+    assert got == {
+        "attack": "zero",
+        "params": {},
+        "party": PARTY,
+        "calls": 3,
+        "corrupted": 1,
+        "donors": [],
+    }
 
 
 def test_upstream_not_found_passes_through(stub) -> None:
@@ -166,9 +177,13 @@ def test_info_is_forwarded(stub) -> None:
 
 
 def test_health_serves_and_reflection_lists_the_services(channel) -> None:
-    status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=30)
+    status = health_pb2_grpc.HealthStub(channel).Check(
+        health_pb2.HealthCheckRequest(service=""), timeout=30
+    )
     request = reflection_pb2.ServerReflectionRequest(list_services="")
-    answers = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(iter([request]), timeout=30)
+    answers = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+        iter([request]), timeout=30
+    )
 
     names = {s.name for a in answers for s in a.list_services_response.service}
     assert status.status == health_pb2.HealthCheckResponse.SERVING
@@ -189,12 +204,19 @@ def test_probes_docs_and_metrics(stub, control) -> None:
     assert 'copur_adversary_calls_total{method="Embed"} 1.0' in metrics.text
 
 
-def test_without_upstream_it_is_not_ready_and_passes_unavailable_through(mfeat_bundle_dir: Path) -> None:
-    app = AdversaryApp(upstream=f"127.0.0.1:{_free_port()}", bundle=mfeat_bundle_dir, upstream_timeout_s=2)
+def test_without_upstream_it_is_not_ready_and_passes_unavailable_through(
+    mfeat_bundle_dir: Path,
+) -> None:
+    app = AdversaryApp(
+        upstream=f"127.0.0.1:{_free_port()}", bundle=mfeat_bundle_dir, upstream_timeout_s=2
+    )
     app.start()
     try:
         ready = httpx.get(f"http://127.0.0.1:{app.control_port}/readyz", timeout=30)
-        with grpc.insecure_channel(f"127.0.0.1:{app.port}") as ch, pytest.raises(grpc.RpcError) as caught:
+        with (
+            grpc.insecure_channel(f"127.0.0.1:{app.port}") as ch,
+            pytest.raises(grpc.RpcError) as caught,
+        ):
             embed(party_pb2_grpc.PartyServiceStub(ch), IDS)
     finally:
         app.stop()
@@ -204,7 +226,9 @@ def test_without_upstream_it_is_not_ready_and_passes_unavailable_through(mfeat_b
     assert app.party is None
 
 
-def test_a_configured_party_that_upstream_contradicts_is_not_ready(upstream: str, mfeat_bundle_dir: Path) -> None:
+def test_a_configured_party_that_upstream_contradicts_is_not_ready(
+    upstream: str, mfeat_bundle_dir: Path
+) -> None:
     app = AdversaryApp(upstream=upstream, bundle=mfeat_bundle_dir, party=PARTY + 1)
     app.start()
     try:
@@ -212,7 +236,9 @@ def test_a_configured_party_that_upstream_contradicts_is_not_ready(upstream: str
     finally:
         app.stop()
 
-    assert ready.status_code == 503 and f"configured for party {PARTY + 1}" in ready.json()["reason"]
+    assert (
+        ready.status_code == 503 and f"configured for party {PARTY + 1}" in ready.json()["reason"]
+    )
 
 
 def test_stop_ends_wait_and_closes_the_ports(upstream: str, mfeat_bundle_dir: Path) -> None:
@@ -236,7 +262,9 @@ def test_serve_adversary_stops_on_sigterm(upstream: str, mfeat_bundle_dir: Path)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                seen.append(httpx.get(f"http://127.0.0.1:{control_port}/healthz", timeout=1).status_code)
+                seen.append(
+                    httpx.get(f"http://127.0.0.1:{control_port}/healthz", timeout=1).status_code
+                )
                 break
             except httpx.TransportError:
                 time.sleep(0.05)
@@ -253,11 +281,15 @@ def test_serve_adversary_stops_on_sigterm(upstream: str, mfeat_bundle_dir: Path)
 
 
 @pytest.mark.parametrize("taken", ["port", "control_port"])
-def test_a_taken_port_is_a_one_line_error(upstream: str, mfeat_bundle_dir: Path, taken: str) -> None:
+def test_a_taken_port_is_a_one_line_error(
+    upstream: str, mfeat_bundle_dir: Path, taken: str
+) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        app = AdversaryApp(upstream=upstream, bundle=mfeat_bundle_dir, **{taken: busy.getsockname()[1]})
+        app = AdversaryApp(
+            upstream=upstream, bundle=mfeat_bundle_dir, **{taken: busy.getsockname()[1]}
+        )
 
         with pytest.raises(CopurError, match="cannot bind") as caught:
             app.start()

@@ -25,7 +25,9 @@ def _ctx(engine: Engine, y: torch.Tensor, h: torch.Tensor, defense: str = "none"
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 @pytest.mark.parametrize("attackers", [(1,), (0, 4)])
-def test_attacks_touch_only_the_attackers_blocks(engine: Engine, test_batch, name: str, attackers) -> None:
+def test_attacks_touch_only_the_attackers_blocks(
+    engine: Engine, test_batch, name: str, attackers
+) -> None:
     h, y = test_batch
     h, y = h[:16], y[:16]
     full = torch.ones(len(h), M, dtype=torch.bool)
@@ -37,7 +39,9 @@ def test_attacks_touch_only_the_attackers_blocks(engine: Engine, test_batch, nam
     for i in honest:
         assert torch.equal(hh[:, i * E : (i + 1) * E], h[:, i * E : (i + 1) * E])
         assert obs[:, i].all()
-    changed = any(not torch.equal(hh[:, a * E : (a + 1) * E], h[:, a * E : (a + 1) * E]) for a in attackers)
+    changed = any(
+        not torch.equal(hh[:, a * E : (a + 1) * E], h[:, a * E : (a + 1) * E]) for a in attackers
+    )
     assert changed or not obs[:, list(attackers)].any()
 
 

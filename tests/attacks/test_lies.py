@@ -19,13 +19,18 @@ def test_colluding_mimics_send_the_same_real_sample(test_batch, donor_pool) -> N
     h, y = test_batch
     pool, labels = donor_pool
     ctx = AttackContext(
-        num_parties=M, generator=torch.Generator().manual_seed(0), labels=y, pool=pool, pool_labels=labels
+        num_parties=M,
+        generator=torch.Generator().manual_seed(0),
+        labels=y,
+        pool=pool,
+        pool_labels=labels,
     )
     full = torch.ones(len(h), M, dtype=torch.bool)
 
     lied, _ = make_attack("mimic")(h, full, (1, 4), ctx)
 
-    # Both liars' blocks are the blocks of one and the same pool row, of another class than the sample's.
+    # Both liars' blocks are the blocks of one and the same pool row, of another class than the
+    # sample's.
     # (Matched on both blocks at once: a few mfeat samples share a block.)
     both = torch.cat([_blocks(lied, 1), _blocks(lied, 4)], dim=1)
     d1 = torch.cdist(both, torch.cat([_blocks(pool, 1), _blocks(pool, 4)], dim=1)).argmin(dim=1)
@@ -37,18 +42,24 @@ def test_colluding_mimics_send_the_same_real_sample(test_batch, donor_pool) -> N
 def test_mimic_moves_factor_of_the_way_to_the_donor(test_batch, donor_pool) -> None:
     h, _ = test_batch
     pool, labels = donor_pool
-    ctx = AttackContext(num_parties=M, generator=torch.Generator().manual_seed(0), pool=pool, pool_labels=labels)
+    ctx = AttackContext(
+        num_parties=M, generator=torch.Generator().manual_seed(0), pool=pool, pool_labels=labels
+    )
     full = torch.ones(len(h), M, dtype=torch.bool)
 
     lied, _ = make_attack("mimic", donor=7, factor=0.25)(h, full, (2,), ctx)
 
-    torch.testing.assert_close(_blocks(lied, 2), _blocks(h, 2) + 0.25 * (_blocks(pool[7:8], 2) - _blocks(h, 2)))
+    torch.testing.assert_close(
+        _blocks(lied, 2), _blocks(h, 2) + 0.25 * (_blocks(pool[7:8], 2) - _blocks(h, 2))
+    )
     by_class, _ = make_attack("mimic", donor_class=3)(h, full, (2,), ctx)
     d = torch.cdist(_blocks(by_class, 2), _blocks(pool, 2)).argmin(dim=1)
     assert bool((labels[d] == 3).all())
 
 
-def test_search_finds_a_lie_the_defense_gets_wrong_whenever_one_is_tried(engine: Engine, test_batch, donor_pool):
+def test_search_finds_a_lie_the_defense_gets_wrong_whenever_one_is_tried(
+    engine: Engine, test_batch, donor_pool
+):
     h, y = test_batch
     pool, labels = donor_pool
     query = engine.defense("none").query
@@ -56,11 +67,14 @@ def test_search_finds_a_lie_the_defense_gets_wrong_whenever_one_is_tried(engine:
 
     def ctx() -> AttackContext:
         gen = torch.Generator().manual_seed(5)
-        return AttackContext(num_parties=M, generator=gen, labels=y, query=query, pool=pool, pool_labels=labels)
+        return AttackContext(
+            num_parties=M, generator=gen, labels=y, query=query, pool=pool, pool_labels=labels
+        )
 
     searched, _ = make_attack("mimic", search=8)(h, full, (0, 3), ctx())
     wrong = query(searched, full).labels != y
-    # Each single candidate drawn alone with the same generator: the search is never worse than the first one.
+    # Each single candidate drawn alone with the same generator: the search is never worse than the
+    # first one.
     first, _ = make_attack("mimic")(h, full, (0, 3), ctx())
     assert bool(wrong[query(first, full).labels != y].all())
     assert float(wrong.float().mean()) > float((query(first, full).labels != y).float().mean())
@@ -69,7 +83,9 @@ def test_search_finds_a_lie_the_defense_gets_wrong_whenever_one_is_tried(engine:
 def test_nearest_donors_never_pick_a_refused_row() -> None:
     h = torch.zeros(2, 4)
     pool = torch.arange(12, dtype=torch.float32).view(6, 2).repeat(1, 2)
-    allowed = torch.tensor([[False, False, False, False, True, False], [True, True, False, False, False, False]])
+    allowed = torch.tensor(
+        [[False, False, False, False, True, False], [True, True, False, False, False, False]]
+    )
 
     donors = nearest_donors(h, pool, allowed, [1], 2, 8)
 
@@ -78,22 +94,31 @@ def test_nearest_donors_never_pick_a_refused_row() -> None:
 
 
 def test_sia_aims_at_the_runner_up_class() -> None:
-    # Class 1 is every sample's runner-up: the lie comes from class 1's donors (blocks of 5), not class 2's (-5).
+    # Class 1 is every sample's runner-up: the lie comes from class 1's donors (blocks of 5), not
+    # class 2's (-5).
     h = torch.zeros(4, M * E)
     pool = torch.cat([torch.full((3, M * E), 5.0), torch.full((3, M * E), -5.0)])
     pool_labels = torch.tensor([1, 1, 1, 2, 2, 2])
 
     def query(x: torch.Tensor, observed: torch.Tensor) -> Verdict:
         probs = torch.tensor([0.6, 0.3, 0.1]).repeat(len(x), 1)
-        return Verdict(labels=torch.zeros(len(x), dtype=torch.long), probs=probs, flagged=observed & False)
+        return Verdict(
+            labels=torch.zeros(len(x), dtype=torch.long), probs=probs, flagged=observed & False
+        )
 
     ctx = AttackContext(
-        num_parties=M, generator=torch.Generator().manual_seed(0), query=query, pool=pool, pool_labels=pool_labels
+        num_parties=M,
+        generator=torch.Generator().manual_seed(0),
+        query=query,
+        pool=pool,
+        pool_labels=pool_labels,
     )
     lied, _ = make_attack("sia", search=4)(h, torch.ones(4, M, dtype=torch.bool), (2,), ctx)
 
     assert bool((_blocks(lied, 2) > 0).all())
-    assert torch.equal(torch.cat([_blocks(lied, p) for p in (0, 1, 3, 4, 5)], dim=1), torch.zeros(4, 5 * E))
+    assert torch.equal(
+        torch.cat([_blocks(lied, p) for p in (0, 1, 3, 4, 5)], dim=1), torch.zeros(4, 5 * E)
+    )
 
 
 def test_evade_never_sends_a_lie_the_defense_flags(engine: Engine, test_batch) -> None:
@@ -121,7 +146,10 @@ def test_bounded_lma_stays_in_its_ball(engine: Engine, test_batch) -> None:
     h, y = test_batch
     h, y = h[:20], y[:20]
     ctx = AttackContext(
-        num_parties=M, generator=torch.Generator().manual_seed(0), labels=y, model=engine.defense("none").logits
+        num_parties=M,
+        generator=torch.Generator().manual_seed(0),
+        labels=y,
+        model=engine.defense("none").logits,
     )
     full = torch.ones(len(h), M, dtype=torch.bool)
 

@@ -1,5 +1,6 @@
-"""Every attack of the library must be strong somewhere: it beats ``replace`` (another sample's block) or
-``adaptive`` (PGD through the defense) against at least one defense of the test bundle, or it is too weak to keep."""
+"""Every attack of the library must be strong somewhere: it beats ``replace`` (another sample's
+block) or ``adaptive`` (PGD through the defense) against at least one defense of the test bundle,
+or it is too weak to keep."""
 
 from typing import Any
 
@@ -10,9 +11,15 @@ from copur.science.attacks import ATTACKS, AttackContext, make_attack
 from copur.science.defenses import Engine
 
 M = 6
-#: the baselines the others are measured against, and the missing-party events (not meant to be strong)
-EXEMPT = {"replace": "the baseline", "drop": "a missing party", "zero": "a missing party's zero block"}
-#: attack -> (parameters, defense, attacker positions, baseline it must beat, by at least this margin)
+# : the baselines the others are measured against, and the missing-party events (not meant to be
+# strong)
+EXEMPT = {
+    "replace": "the baseline",
+    "drop": "a missing party",
+    "zero": "a missing party's zero block",
+}
+# : attack -> (parameters, defense, attacker positions, baseline it must beat, by at least this
+# margin)
 STRONG: dict[str, tuple[dict[str, Any], str, tuple[int, ...], str, float]] = {
     "flip": ({"amp": 10.0}, "none", (1,), "replace", 0.5),
     "noise": ({"norm": 100.0}, "none", (1,), "replace", 0.3),
@@ -29,7 +36,9 @@ def test_every_attack_is_either_tested_for_strength_or_a_named_baseline() -> Non
     assert set(ATTACKS) == set(STRONG) | set(EXEMPT)
 
 
-def _accuracy(engine: Engine, defense: str, attack: str, params: dict[str, Any], attackers, batch, pool) -> float:
+def _accuracy(
+    engine: Engine, defense: str, attack: str, params: dict[str, Any], attackers, batch, pool
+) -> float:
     h, y = batch
     answer = engine.defense(defense)
     ctx = AttackContext(
@@ -47,11 +56,15 @@ def _accuracy(engine: Engine, defense: str, attack: str, params: dict[str, Any],
 
 
 @pytest.mark.parametrize("name", sorted(STRONG))
-def test_the_attack_beats_its_baseline_somewhere(engine: Engine, test_batch, donor_pool, name: str) -> None:
+def test_the_attack_beats_its_baseline_somewhere(
+    engine: Engine, test_batch, donor_pool, name: str
+) -> None:
     params, defense, attackers, baseline, margin = STRONG[name]
     base_params = STRONG["adaptive"][0] if baseline == "adaptive" else {}
 
     strong = _accuracy(engine, defense, name, params, attackers, test_batch, donor_pool)
     weak = _accuracy(engine, defense, baseline, base_params, attackers, test_batch, donor_pool)
 
-    assert strong <= weak - margin, f"{name} {strong:.3f} vs {baseline} {weak:.3f} against {defense}"
+    assert strong <= weak - margin, (
+        f"{name} {strong:.3f} vs {baseline} {weak:.3f} against {defense}"
+    )

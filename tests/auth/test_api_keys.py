@@ -30,7 +30,8 @@ from copur.transport.auth.keys import KeyEntry, KeysFile
 from copur.transport.auth.ratelimit import TokenBucket
 from copur.transport.topology import load_topology
 
-# --- keys files ------------------------------------------------------------------------------------------
+# --- keys files
+# ------------------------------------------------------------------------------------------
 
 
 def test_keys_init_writes_hashes_only_and_private_key_files(tmp_path: Path) -> None:
@@ -80,13 +81,26 @@ def test_keys_add_returns_the_key_once_and_stores_its_hash(tmp_path: Path) -> No
     [
         ("{not json", "is not valid JSON"),
         ('{"keys": []}', "keys: List should have at least 1 item"),
-        ('{"keys": [{"name": "a", "sha256": "abc", "scopes": ["predict"]}]}', "keys.0.sha256: String should match"),
-        ('{"keys": [{"name": "a", "sha256": "' + "0" * 64 + '", "scopes": ["root"]}]}', "keys.0.scopes.0: Input"),
-        ('{"keys": [{"name": "a", "key": "raw", "sha256": "' + "0" * 64 + '", "scopes": ["admin"]}]}', "keys.0.key"),
+        (
+            '{"keys": [{"name": "a", "sha256": "abc", "scopes": ["predict"]}]}',
+            "keys.0.sha256: String should match",
+        ),
+        (
+            '{"keys": [{"name": "a", "sha256": "' + "0" * 64 + '", "scopes": ["root"]}]}',
+            "keys.0.scopes.0: Input",
+        ),
+        (
+            '{"keys": [{"name": "a", "key": "raw", "sha256": "'
+            + "0" * 64
+            + '", "scopes": ["admin"]}]}',
+            "keys.0.key",
+        ),
         ('{"version": 2, "keys": []}', "version: Input should be 1"),
     ],
 )
-def test_a_malformed_keys_file_is_a_one_line_error_naming_it(tmp_path: Path, text: str, message: str) -> None:
+def test_a_malformed_keys_file_is_a_one_line_error_naming_it(
+    tmp_path: Path, text: str, message: str
+) -> None:
     # Prepare
     file = tmp_path / "api-keys.json"
     file.write_text(text)
@@ -115,12 +129,17 @@ def test_the_keys_document_may_come_from_the_environment(tmp_path: Path) -> None
     assert load_authenticator("none", tmp_path / "absent.json", env=env) is None
 
 
-# --- verification ----------------------------------------------------------------------------------------
+# --- verification
+# ----------------------------------------------------------------------------------------
 
 
-def _auth(*entries: tuple[str, str, tuple[str, ...], float | None], clock: list[float] | None = None) -> Authenticator:
+def _auth(
+    *entries: tuple[str, str, tuple[str, ...], float | None], clock: list[float] | None = None
+) -> Authenticator:
     keys = KeysFile(
-        keys=[KeyEntry(name=n, sha256=hash_key(k), scopes=s, rate_per_s=r) for n, k, s, r in entries]  # type: ignore[arg-type]
+        keys=[
+            KeyEntry(name=n, sha256=hash_key(k), scopes=s, rate_per_s=r) for n, k, s, r in entries
+        ]  # type: ignore[arg-type]
     )
     return Authenticator(keys, clock=(lambda: clock[0]) if clock is not None else None)
 
@@ -158,7 +177,9 @@ def test_scopes_admin_implies_predict_and_predict_is_not_admin() -> None:
         auth.authorize("Bearer key-p", "admin")
 
 
-def test_verification_compares_every_entry_with_compare_digest(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_verification_compares_every_entry_with_compare_digest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Prepare: three entries, the match first
     calls: list[tuple[str, str]] = []
     real = hmac.compare_digest
@@ -168,7 +189,9 @@ def test_verification_compares_every_entry_with_compare_digest(monkeypatch: pyte
         return real(a, b)
 
     monkeypatch.setattr("copur.transport.auth.guard.hmac.compare_digest", spy)
-    auth = _auth(("first", "k1", ("predict",), None), ("second", "k2", ("predict",), None), *STANDARD)
+    auth = _auth(
+        ("first", "k1", ("predict",), None), ("second", "k2", ("predict",), None), *STANDARD
+    )
     # Execute
     found = auth.authorize("Bearer k1", "predict")
     # Assert: no early exit on the match, and the raw key is never what is compared
@@ -182,7 +205,8 @@ def test_parse_bearer_trims_and_returns_the_key() -> None:
     assert parse_bearer("  Bearer   abc  ") == "abc"
 
 
-# --- rate limits -----------------------------------------------------------------------------------------
+# --- rate limits
+# -----------------------------------------------------------------------------------------
 
 
 def test_a_key_over_its_rate_is_refused_with_the_wait_then_recovers() -> None:
@@ -212,10 +236,16 @@ def test_refused_requests_spend_no_tokens() -> None:
     clock[0] += 1.0
     fourth = bucket.take()
     # Assert
-    assert first == 0.0 and second == pytest.approx(1.0) and third == pytest.approx(1.0) and fourth == 0.0
+    assert (
+        first == 0.0
+        and second == pytest.approx(1.0)
+        and third == pytest.approx(1.0)
+        and fourth == 0.0
+    )
 
 
-# --- topology ---------------------------------------------------------------------------------------------
+# --- topology
+# ---------------------------------------------------------------------------------------------
 
 
 def _topology(tmp_path: Path, **extra: object) -> Path:
@@ -223,7 +253,14 @@ def _topology(tmp_path: Path, **extra: object) -> Path:
 
     config = tmp_path / "cluster.yaml"
     config.write_text(
-        yaml.safe_dump({"bundle": "b", "parties": [{"index": 0, "port": 5001}], "tls": {"mode": "mtls"}, **extra})
+        yaml.safe_dump(
+            {
+                "bundle": "b",
+                "parties": [{"index": 0, "port": 5001}],
+                "tls": {"mode": "mtls"},
+                **extra,
+            }
+        )
     )
     return config
 
@@ -233,7 +270,9 @@ def test_the_auth_section_defaults_to_keys_and_takes_environment_overrides(tmp_p
     config = _topology(tmp_path)
     # Execute
     default = load_topology(config, env={})
-    overridden = load_topology(config, env={"COPUR_AUTH_MODE": "none", "COPUR_API_KEYS_FILE": "/etc/k.json"})
+    overridden = load_topology(
+        config, env={"COPUR_AUTH_MODE": "none", "COPUR_API_KEYS_FILE": "/etc/k.json"}
+    )
     # Assert
     assert (default.auth.mode, default.auth.keys_file) == ("keys", "runs/certs/api-keys.json")
     assert (overridden.auth.mode, overridden.auth.keys_file) == ("none", "/etc/k.json")
@@ -247,11 +286,14 @@ def test_auth_mode_none_is_refused_off_loopback(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_topology(config, env={})
     # Assert
-    assert "auth.mode none with bind_host 0.0.0.0" in str(info.value) and "\n" not in str(info.value)
+    assert "auth.mode none with bind_host 0.0.0.0" in str(info.value) and "\n" not in str(
+        info.value
+    )
     assert load_topology(_topology(tmp_path, auth={"mode": "none"}), env={}).auth.mode == "none"
 
 
-# --- the command line -------------------------------------------------------------------------------------
+# --- the command line
+# -------------------------------------------------------------------------------------
 
 
 def test_cli_keys_init_and_add(tmp_path: Path) -> None:
@@ -260,7 +302,9 @@ def test_cli_keys_init_and_add(tmp_path: Path) -> None:
     # Execute
     init = runner.invoke(app, ["keys", "init", str(tmp_path)])
     again = runner.invoke(app, ["keys", "init", str(tmp_path)])
-    added = runner.invoke(app, ["keys", "add", str(tmp_path / "api-keys.json"), "ci", "--scope", "predict"])
+    added = runner.invoke(
+        app, ["keys", "add", str(tmp_path / "api-keys.json"), "ci", "--scope", "predict"]
+    )
     # Assert
     assert init.exit_code == 0, init.output
     assert again.exit_code == 2 and "already exists" in again.output

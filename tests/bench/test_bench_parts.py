@@ -33,7 +33,9 @@ def test_latency_percentiles_interpolate_like_the_shared_definition() -> None:
 def test_a_field_of_the_wrong_type_is_one_line_naming_file_and_field(tmp_path: Path) -> None:
     path = tmp_path / "serve.json"
     run = {"concurrency": "many", "requests": 1, "ok": 1, "errors": {}, "predictions_per_s": 1.0}
-    path.write_text(json.dumps({"runs": [run | {"p50_ms": 1.0, "p95_ms": 1.0, "p99_ms": 1.0, "max_ms": 1.0}]}))
+    path.write_text(
+        json.dumps({"runs": [run | {"p50_ms": 1.0, "p95_ms": 1.0, "p99_ms": 1.0, "max_ms": 1.0}]})
+    )
 
     with pytest.raises(ConfigError) as caught:
         load_bench(path, "serve")
@@ -81,6 +83,10 @@ def test_machine_info_describes_the_host_and_torch_only_with_a_device() -> None:
     bench = machine_info(torch.device("cpu"), threads=3)
 
     assert host.cpu and host.cpu_count == usable_cores() >= 1
-    assert host.torch is None and host.threads is None and "torch" not in host.model_dump(exclude_unset=True)
+    assert (
+        host.torch is None
+        and host.threads is None
+        and "torch" not in host.model_dump(exclude_unset=True)
+    )
     assert (bench.threads, bench.torch, bench.device) == (3, torch.__version__, "cpu")
     assert bench.load_average is not None and len(bench.load_average) == 3

@@ -1,5 +1,6 @@
-"""`copur bench serve --up` starts the cluster from a rewritten copy of the topology: its TLS settings survive
-the copy, and a relative tls.dir still points where it pointed (the copy lives in a temporary folder)."""
+"""`copur bench serve --up` starts the cluster from a rewritten copy of the topology: its TLS
+settings survive the copy, and a relative tls.dir still points where it pointed (the copy lives
+in a temporary folder)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from copur.transport.topology import load_topology
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_bench_copy_keeps_mtls_with_an_absolute_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bench_copy_keeps_mtls_with_an_absolute_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Prepare: run from the repository, as `make perf` does
     monkeypatch.chdir(REPO)
     out = tmp_path / "bench"

@@ -1,5 +1,6 @@
-"""`copur bench purifier|serve|report` through typer's CliRunner: help, one-line errors with exit 2, a tiny
-real purifier run, a serve run against a closed port, and a report from the files they write."""
+"""`copur bench purifier|serve|report` through typer's CliRunner: help, one-line errors with exit
+2, a tiny real purifier run, a serve run against a closed port, and a report from the files
+they write."""
 
 from __future__ import annotations
 
@@ -35,8 +36,14 @@ def _closed_port() -> int:
     ("argv", "expected"),
     [
         (["bench", "--help"], ["purifier", "serve", "report"]),
-        (["bench", "purifier", "--help"], ["--batch-sizes", "--device", "--min-seconds", "--threads", "GFLOP/s"]),
-        (["bench", "serve", "--help"], ["--url", "--up", "--batching", "--concurrency", "--ids-per-request"]),
+        (
+            ["bench", "purifier", "--help"],
+            ["--batch-sizes", "--device", "--min-seconds", "--threads", "GFLOP/s"],
+        ),
+        (
+            ["bench", "serve", "--help"],
+            ["--url", "--up", "--batching", "--concurrency", "--ids-per-request"],
+        ),
         (["bench", "report", "--help"], ["--purifier", "--serve", "--out", "targets"]),
     ],
 )
@@ -66,7 +73,9 @@ def test_purifier_on_cuda_without_cuda_is_one_line(tmp_path: Path) -> None:
         (["--device", "tpu"], "unknown device 'tpu'"),
     ],
 )
-def test_purifier_bad_arguments_are_one_line(tmp_path: Path, argv: list[str], expected: str) -> None:
+def test_purifier_bad_arguments_are_one_line(
+    tmp_path: Path, argv: list[str], expected: str
+) -> None:
     result = runner.invoke(app, ["bench", "purifier", "--json", str(tmp_path / "p.json"), *argv])
 
     _one_line_error(result, expected)
@@ -86,13 +95,23 @@ def test_report_with_a_malformed_file_names_it(tmp_path: Path) -> None:
     serve = tmp_path / "serve.json"
     serve.write_text(json.dumps({"runs": [{"concurrency": 1}]}))
 
-    result = runner.invoke(app, ["bench", "report", "--serve", str(serve), "--out", str(tmp_path / "p.md")])
+    result = runner.invoke(
+        app, ["bench", "report", "--serve", str(serve), "--out", str(tmp_path / "p.md")]
+    )
 
     _one_line_error(result, f"{serve}: runs[0] lacks 'requests'")
 
 
 def test_serve_url_and_up_together_is_one_line(tmp_path: Path) -> None:
-    argv = ["bench", "serve", "--url", "http://127.0.0.1:1", "--up", "--json", str(tmp_path / "s.json")]
+    argv = [
+        "bench",
+        "serve",
+        "--url",
+        "http://127.0.0.1:1",
+        "--up",
+        "--json",
+        str(tmp_path / "s.json"),
+    ]
 
     result = runner.invoke(app, argv)
 
@@ -101,7 +120,17 @@ def test_serve_url_and_up_together_is_one_line(tmp_path: Path) -> None:
 
 def test_tiny_purifier_run_then_report(tmp_path: Path) -> None:
     bench, out = tmp_path / "bench" / "purifier.json", tmp_path / "docs" / "PERFORMANCE.md"
-    argv = ["bench", "purifier", "--batch-sizes", "1", "2", "--min-seconds", "0.01", "--threads", "1"]
+    argv = [
+        "bench",
+        "purifier",
+        "--batch-sizes",
+        "1",
+        "2",
+        "--min-seconds",
+        "0.01",
+        "--threads",
+        "1",
+    ]
     argv += ["--bundle", str(tmp_path / "none-existing-dir"), "--no-progress", "--json", str(bench)]
 
     ran = runner.invoke(app, argv)
@@ -124,13 +153,29 @@ def test_tiny_purifier_run_then_report(tmp_path: Path) -> None:
 
 def test_serve_against_a_closed_port_records_errors(tmp_path: Path) -> None:
     url, out = f"http://127.0.0.1:{_closed_port()}", tmp_path / "serve.json"
-    argv = ["bench", "serve", "--url", url, "--concurrency", "1,2", "--requests", "3", "--duration", "5"]
+    argv = [
+        "bench",
+        "serve",
+        "--url",
+        url,
+        "--concurrency",
+        "1,2",
+        "--requests",
+        "3",
+        "--duration",
+        "5",
+    ]
     argv += ["--warmup", "0", "--json", str(out)]
 
     result = runner.invoke(app, argv)
 
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
-    assert [(r["batching"], r["concurrency"], r["ok"]) for r in report["runs"]] == [("on", 1, 0), ("on", 2, 0)]
+    assert [(r["batching"], r["concurrency"], r["ok"]) for r in report["runs"]] == [
+        ("on", 1, 0),
+        ("on", 2, 0),
+    ]
     assert all(r["errors"] == {"ConnectError": 3} for r in report["runs"])
-    assert report["command"].startswith(f"copur bench serve --url {url} --batching on --concurrency 1,2 ")
+    assert report["command"].startswith(
+        f"copur bench serve --url {url} --batching on --concurrency 1,2 "
+    )

@@ -1,5 +1,5 @@
-"""render_performance / evaluate_targets on small hand-made bench results: tables, targets judged from
-the numbers (met and NOT met), missing inputs, and load_bench_json's one-line errors."""
+"""render_performance / evaluate_targets on small hand-made bench results: tables, targets judged
+from the numbers (met and NOT met), missing inputs, and load_bench_json's one-line errors."""
 
 from __future__ import annotations
 
@@ -10,16 +10,24 @@ from typing import Any
 import pytest
 
 from copur.errors import ConfigError
-from copur.evaluation.bench.report import evaluate_targets, format_number, load_bench_json, render_performance
+from copur.evaluation.bench.report import (
+    evaluate_targets,
+    format_number,
+    load_bench_json,
+    render_performance,
+)
 
 COMMANDS = {
     "purifier": "copur bench purifier --json runs/bench/purifier.json",
     "serve": "copur bench serve --up --config deploy/cluster.yaml --json runs/bench/serve.json",
-    "report": "copur bench report --purifier runs/bench/purifier.json --serve runs/bench/serve.json",
+    "report": "copur bench report --purifier runs/bench/purifier.json --serve "
+    "runs/bench/serve.json",
 }
 
 
-def _record(purifier: str, shape: str, batch_size: int, samples_per_s: float, gflops: float) -> dict[str, Any]:
+def _record(
+    purifier: str, shape: str, batch_size: int, samples_per_s: float, gflops: float
+) -> dict[str, Any]:
     seconds = batch_size / samples_per_s
     return {
         "purifier": purifier,
@@ -35,10 +43,16 @@ def _record(purifier: str, shape: str, batch_size: int, samples_per_s: float, gf
 
 
 def _purifier(loop_rate: float = 40.0, copur_nus_one_rate: float = 200.0) -> dict[str, Any]:
-    """copur-ref reaches 4000 samples/s at nus-wide batch 512 (100x a 40 samples/s loop); copur's batch-1
-    latency at nus-wide is 1000 / ``copur_nus_one_rate`` ms, at mfeat 2.5 ms."""
+    """copur-ref reaches 4000 samples/s at nus-wide batch 512 (100x a 40 samples/s loop); copur's
+    batch-1 latency at nus-wide is 1000 / ``copur_nus_one_rate`` ms, at mfeat 2.5 ms."""
     return {
-        "machine": {"cpu": "Test CPU 9000", "cpu_count": 2, "threads": 2, "torch": "2.0", "device": "cpu"}
+        "machine": {
+            "cpu": "Test CPU 9000",
+            "cpu_count": 2,
+            "threads": 2,
+            "torch": "2.0",
+            "device": "cpu",
+        }
         | {"load_average": [0.5, 0.25, 0.125]},
         "matmul_peak_gflops": 100.0,
         "notes": ["mfeat inputs: tiled"],
@@ -49,13 +63,19 @@ def _purifier(loop_rate: float = 40.0, copur_nus_one_rate: float = 200.0) -> dic
             _record("copur", "nus-wide", 512, 900.0, 30.0),
             _record("copur", "mfeat", 1, 400.0, 3.0),
         ],
-        "one_sample_loop": {"samples": 32, "samples_per_s": loop_rate, "latency_ms": 1e3 / loop_rate},
+        "one_sample_loop": {
+            "samples": 32,
+            "samples_per_s": loop_rate,
+            "latency_ms": 1e3 / loop_rate,
+        },
         "speedup_vs_one_sample_loop": 4000.0 / loop_rate,
         "speedup_best_batch_size": 512,
     }
 
 
-def _run(batching: str, concurrency: int, rate: float, p50: float, p99: float, errors: int = 0) -> dict[str, Any]:
+def _run(
+    batching: str, concurrency: int, rate: float, p50: float, p99: float, errors: int = 0
+) -> dict[str, Any]:
     return {
         "batching": batching,
         "concurrency": concurrency,
@@ -75,18 +95,29 @@ def _run(batching: str, concurrency: int, rate: float, p50: float, p99: float, e
 def _serve(busy_p99: float = 200.0, busy_errors: int = 0) -> dict[str, Any]:
     return {
         "machine": {"cpu": "Test CPU 9000", "cpu_count": 2},
-        "settings": {"requests": 1000, "duration_s": 20.0, "ids_per_request": 1, "defense": "copur", "warmup": 20},
+        "settings": {
+            "requests": 1000,
+            "duration_s": 20.0,
+            "ids_per_request": 1,
+            "defense": "copur",
+            "warmup": 20,
+        },
         "runs": [
             _run("on", 1, 150.0, 6.5, 12.0),
             _run("on", 64, 700.0, 80.0, busy_p99, busy_errors),
             _run("off", 64, 300.0, 190.0, 400.0, 3),
         ],
         "rss_peak_mb": {"fusion": 512.0, "party-0": 150.0},
-        "rss_peak_mb_by_batching": {"on": {"fusion": 512.0, "party-0": 150.0}, "off": {"fusion": 480.0}},
+        "rss_peak_mb_by_batching": {
+            "on": {"fusion": 512.0, "party-0": 150.0},
+            "off": {"fusion": 480.0},
+        },
     }
 
 
-def _verdicts(purifier: dict[str, Any] | None, serve: dict[str, Any] | None) -> dict[tuple[str, str], bool | None]:
+def _verdicts(
+    purifier: dict[str, Any] | None, serve: dict[str, Any] | None
+) -> dict[tuple[str, str], bool | None]:
     return {(t.name, t.where): t.met for t in evaluate_targets(purifier, serve)}
 
 
@@ -101,9 +132,16 @@ def test_render_has_every_section_and_table() -> None:
 
     assert markdown.startswith("# Performance")
     assert "_Generated by `make perf` (last step: `copur bench report --purifier" in markdown
-    assert "Test CPU 9000" in markdown and "0.50 / 0.25 / 0.12" in markdown and "100 GFLOP/s" in markdown
+    assert (
+        "Test CPU 9000" in markdown
+        and "0.50 / 0.25 / 0.12" in markdown
+        and "100 GFLOP/s" in markdown
+    )
     assert "### nus-wide" in markdown and "### mfeat" in markdown
-    head = "| purifier | batch | samples/s | ms/sample | ms/batch | GFLOP/s nominal | GFLOP/s executed |"
+    head = (
+        "| purifier | batch | samples/s | ms/sample | ms/batch | GFLOP/s nominal | GFLOP/s "
+        "executed |"
+    )
     assert head + " executed, % of matmul peak |" in markdown
     assert "| copur-ref | 512 | 4,000 | 0.25 | 128 | 50.0 | 40.0 | 40.0% |" in markdown
     assert "| default path (analytic gradients) | 32 | 40.0 | 25.0 | 100x |" in markdown
@@ -116,7 +154,8 @@ def test_render_has_every_section_and_table() -> None:
 
 
 def test_targets_are_judged_from_the_numbers() -> None:
-    # copur at nus-wide batch 1 takes 50 ms (> 15 ms); the service's p99 at 64 is 300 ms with 2 errors
+    # copur at nus-wide batch 1 takes 50 ms (> 15 ms); the service's p99 at 64 is 300 ms with 2
+    # errors
     purifier, serve = _purifier(copur_nus_one_rate=20.0), _serve(busy_p99=300.0, busy_errors=2)
 
     verdicts = _verdicts(purifier, serve)
@@ -143,8 +182,12 @@ def test_targets_are_judged_from_the_numbers() -> None:
 def test_the_same_target_flips_with_the_numbers() -> None:
     slow_loop, fast_loop = _purifier(loop_rate=40.0), _purifier(loop_rate=400.0)  # 100x vs 10x
 
-    met = _verdicts(slow_loop, None)[("copur-ref batched vs its one-sample loop", "nus-wide, batch 512")]
-    not_met = _verdicts(fast_loop, None)[("copur-ref batched vs its one-sample loop", "nus-wide, batch 512")]
+    met = _verdicts(slow_loop, None)[
+        ("copur-ref batched vs its one-sample loop", "nus-wide, batch 512")
+    ]
+    not_met = _verdicts(fast_loop, None)[
+        ("copur-ref batched vs its one-sample loop", "nus-wide, batch 512")
+    ]
 
     assert met is True
     assert not_met is False
@@ -152,14 +195,22 @@ def test_the_same_target_flips_with_the_numbers() -> None:
 
 def test_autograd_loop_is_shown_and_judged_when_present() -> None:
     purifier = _purifier(loop_rate=400.0)
-    purifier["one_sample_loop_autograd"] = {"samples": 16, "samples_per_s": 8.0, "latency_ms": 125.0}
+    purifier["one_sample_loop_autograd"] = {
+        "samples": 16,
+        "samples_per_s": 8.0,
+        "latency_ms": 125.0,
+    }
     purifier["speedup_vs_one_sample_autograd_loop"] = 500.0
 
     markdown = render_performance(purifier, None, commands=COMMANDS)
     verdicts = _verdicts(purifier, None)
 
-    assert "| autograd per step (the public code's formulation) | 16 | 8.00 | 125 | 500x |" in markdown
-    assert verdicts[("copur-ref batched vs a one-sample autograd loop", "nus-wide, batch 512")] is True
+    assert (
+        "| autograd per step (the public code's formulation) | 16 | 8.00 | 125 | 500x |" in markdown
+    )
+    assert (
+        verdicts[("copur-ref batched vs a one-sample autograd loop", "nus-wide, batch 512")] is True
+    )
     assert verdicts[("copur-ref batched vs its one-sample loop", "nus-wide, batch 512")] is False
 
 
@@ -170,7 +221,10 @@ def test_missing_serve_section_is_handled() -> None:
     verdicts = _verdicts(purifier, None)
 
     assert "_No service benchmark was given._" in markdown
-    assert "| service throughput | batching on, defense copur, concurrency 64 | - | >= 500 predictions/s |" in markdown
+    assert (
+        "| service throughput | batching on, defense copur, concurrency 64 | - | >= 500 "
+        "predictions/s |" in markdown
+    )
     assert "not measured" in markdown and "**NOT met**" not in markdown
     assert verdicts[("service p50 latency", "batching on, defense copur, concurrency 1")] is None
     assert "### nus-wide" in markdown
@@ -212,16 +266,23 @@ def test_load_bench_json_names_the_bad_file(tmp_path: Path) -> None:
     good.write_text(json.dumps(_serve()))
 
     errors = []
-    for path, kind in ((tmp_path / "missing.json", "purifier"), (not_json, "purifier"), (no_records, "purifier")):
+    for path, kind in (
+        (tmp_path / "missing.json", "purifier"),
+        (not_json, "purifier"),
+        (no_records, "purifier"),
+    ):
         with pytest.raises(ConfigError) as caught:
             load_bench_json(path, kind)
         errors.append(str(caught.value))
     loaded = load_bench_json(good, "serve")
 
     assert all(
-        str(path) in e and "\n" not in e for path, e in zip(("missing", "a.json", "b.json"), errors, strict=True)
+        str(path) in e and "\n" not in e
+        for path, e in zip(("missing", "a.json", "b.json"), errors, strict=True)
     )
-    assert "no such file" in errors[0] and "not valid JSON" in errors[1] and "'records'" in errors[2]
+    assert (
+        "no such file" in errors[0] and "not valid JSON" in errors[1] and "'records'" in errors[2]
+    )
     assert loaded["runs"][0]["concurrency"] == 1
 
 
@@ -234,7 +295,9 @@ def test_the_speedup_ceiling_is_derived_from_the_numbers() -> None:
 
     # peak 100 GFLOP/s / 50 MFLOP = 2,000 samples/s = 50x the 40 samples/s loop
     assert "at 100 % of the measured matmul peak that is 2,000 samples/s, 50.0x the" in markdown
-    assert "at 100 % of the measured matmul peak" not in render_performance(_purifier(), None, commands=COMMANDS)
+    assert "at 100 % of the measured matmul peak" not in render_performance(
+        _purifier(), None, commands=COMMANDS
+    )
 
 
 def test_the_service_section_says_how_links_were_secured() -> None:

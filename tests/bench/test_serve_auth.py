@@ -1,4 +1,5 @@
-"""The load generator's raw HTTP requests carry the API key (a missing one would measure only 401s)."""
+"""The load generator's raw HTTP requests carry the API key (a missing one would measure only
+401s)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from copur.evaluation.bench.serve import bench_serve
 
 
 class KeyedStub:
-    """Answers 200 to ``Authorization: Bearer right`` and 401 to anything else; records what it saw."""
+    """Answers 200 to ``Authorization: Bearer right`` and 401 to anything else; records what it
+    saw."""
 
     def __init__(self) -> None:
         self.seen: list[str | None] = []
@@ -30,8 +32,13 @@ class KeyedStub:
         self.seen.append(auth.decode() if auth else None)
         ok = auth == b"Bearer right"
         payload = json.dumps({"predictions": []} if ok else {"detail": "invalid API key"}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-        await send({"type": "http.response.start", "status": 200 if ok else 401, "headers": headers})
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+        ]
+        await send(
+            {"type": "http.response.start", "status": 200 if ok else 401, "headers": headers}
+        )
         await send({"type": "http.response.body", "body": payload})
 
 
@@ -40,7 +47,9 @@ def stub() -> Iterator[tuple[KeyedStub, str]]:
     app = KeyedStub()
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started:

@@ -1,5 +1,6 @@
-"""bench_serve against a tiny in-process HTTP stub: keys, request counting, both bounds, errors by status.
-Functional only: nothing here asserts on timings beyond the duration bound being honoured."""
+"""bench_serve against a tiny in-process HTTP stub: keys, request counting, both bounds, errors
+by status. Functional only: nothing here asserts on timings beyond the duration bound being
+honoured."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ RUN_KEYS = {
 
 @dataclass
 class Stub:
-    """A raw ASGI app answering POST /v1/predict; ``fail_every`` > 0 makes every n-th request a 503."""
+    """A raw ASGI app answering POST /v1/predict; ``fail_every`` > 0 makes every n-th request a
+    503."""
 
     delay_s: float = 0.0
     fail_every: int = 0
@@ -55,7 +57,10 @@ class Stub:
             await asyncio.sleep(self.delay_s)
         status = 503 if self.fail_every and len(self.seen) % self.fail_every == 0 else 200
         payload = b'{"detail": "too few parties"}' if status == 503 else b'{"predictions": []}'
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+        ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
@@ -67,7 +72,9 @@ def stub() -> Iterator[tuple[Stub, str]]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -83,7 +90,12 @@ def stub() -> Iterator[tuple[Stub, str]]:
 def test_keys_and_request_bound(stub: tuple[Stub, str]) -> None:
     app, url = stub
     result = bench_serve(
-        url=url, concurrency=(1, 4), requests=25, duration_s=30.0, ids_per_request=3, pids={"me": os.getpid()}
+        url=url,
+        concurrency=(1, 4),
+        requests=25,
+        duration_s=30.0,
+        ids_per_request=3,
+        pids={"me": os.getpid()},
     )
     assert set(result) >= {"machine", "runs", "rss_peak_mb"}
     assert [r["concurrency"] for r in result["runs"]] == [1, 4]
@@ -94,7 +106,9 @@ def test_keys_and_request_bound(stub: tuple[Stub, str]) -> None:
         assert run["predictions_per_s"] == pytest.approx(3 * run["throughput_rps"], rel=0.01)
         assert 0 < run["p50_ms"] <= run["p95_ms"] <= run["p99_ms"] <= run["max_ms"]
     assert len(app.seen) == 50
-    assert all(len(ids) == 3 and len(set(ids)) == 3 and all(0 <= i < 2000 for i in ids) for ids in app.seen)
+    assert all(
+        len(ids) == 3 and len(set(ids)) == 3 and all(0 <= i < 2000 for i in ids) for ids in app.seen
+    )
     # the id sequence is fixed and seeded: both levels sent the same ids in the same order
     assert sorted(map(tuple, app.seen[:25])) == sorted(map(tuple, app.seen[25:]))
     assert result["rss_peak_mb"]["me"] > 0
@@ -128,7 +142,9 @@ def test_transport_errors_are_counted() -> None:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()  # nothing listens there now
-    result = bench_serve(url=f"http://127.0.0.1:{port}", concurrency=(1,), requests=3, duration_s=5.0)
+    result = bench_serve(
+        url=f"http://127.0.0.1:{port}", concurrency=(1,), requests=3, duration_s=5.0
+    )
     run = result["runs"][0]
     assert run["requests"] == 3 and run["ok"] == 0
     assert run["errors"] == {"ConnectError": 3}

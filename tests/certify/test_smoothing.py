@@ -4,7 +4,13 @@ import pytest
 import torch
 
 from copur.errors import ConfigError
-from copur.science.certify.smoothing import ABSTAIN, SmoothingConfig, sample_counts, smoothed_certify, smoothed_predict
+from copur.science.certify.smoothing import (
+    ABSTAIN,
+    SmoothingConfig,
+    sample_counts,
+    smoothed_certify,
+    smoothed_predict,
+)
 from copur.science.certify.stats import clopper_pearson_lower
 
 SIGMA = 0.5
@@ -57,12 +63,14 @@ def test_certified_radius_never_exceeds_the_distance_to_the_boundary() -> None:
     assert bool((labels[certified] == half_plane(x)[certified]).all())
     assert bool(certified[-4:].all())  # 3 and 6 sigma away always certify
     assert bool((radii[~certified] == 0).all())
-    # Away from the boundary the bound is not loose: at 1 sigma it recovers more than half the true radius.
+    # Away from the boundary the bound is not loose: at 1 sigma it recovers more than half the true
+    # radius.
     assert float(radii[6]) > 0.5 * float(distance[6])
 
 
 def test_point_on_the_boundary_abstains() -> None:
-    # Prepare: 20 copies of a point exactly on the boundary, where both classes have probability 1/2.
+    # Prepare: 20 copies of a point exactly on the boundary, where both classes have probability
+    # 1/2.
     config = SmoothingConfig(sigma=SIGMA, n0=100, n=1000, alpha=0.001)
     x = points([0.0] * 20)
     gen = torch.Generator().manual_seed(2)
@@ -97,7 +105,9 @@ def test_counts_sum_to_num_and_split_like_the_gaussian_law() -> None:
     gen = torch.Generator().manual_seed(4)
 
     # Execute
-    counts = sample_counts(half_plane, x, num=5000, sigma=SIGMA, num_classes=3, generator=gen, batch_size=999)
+    counts = sample_counts(
+        half_plane, x, num=5000, sigma=SIGMA, num_classes=3, generator=gen, batch_size=999
+    )
 
     # Assert
     assert counts.shape == (3, 3)
@@ -115,16 +125,38 @@ def test_results_are_reproducible_with_the_same_seed() -> None:
     x = points([0.0, 0.1, 0.3, -0.2])
 
     # Execute
-    first = smoothed_certify(half_plane, x, config=config, num_classes=2, generator=torch.Generator().manual_seed(5))
-    second = smoothed_certify(half_plane, x, config=config, num_classes=2, generator=torch.Generator().manual_seed(5))
+    first = smoothed_certify(
+        half_plane, x, config=config, num_classes=2, generator=torch.Generator().manual_seed(5)
+    )
+    second = smoothed_certify(
+        half_plane, x, config=config, num_classes=2, generator=torch.Generator().manual_seed(5)
+    )
     counts_a = sample_counts(
-        half_plane, x, num=300, sigma=SIGMA, num_classes=2, generator=torch.Generator().manual_seed(6), batch_size=64
+        half_plane,
+        x,
+        num=300,
+        sigma=SIGMA,
+        num_classes=2,
+        generator=torch.Generator().manual_seed(6),
+        batch_size=64,
     )
     counts_b = sample_counts(
-        half_plane, x, num=300, sigma=SIGMA, num_classes=2, generator=torch.Generator().manual_seed(6), batch_size=64
+        half_plane,
+        x,
+        num=300,
+        sigma=SIGMA,
+        num_classes=2,
+        generator=torch.Generator().manual_seed(6),
+        batch_size=64,
     )
     counts_c = sample_counts(
-        half_plane, x, num=300, sigma=SIGMA, num_classes=2, generator=torch.Generator().manual_seed(7), batch_size=64
+        half_plane,
+        x,
+        num=300,
+        sigma=SIGMA,
+        num_classes=2,
+        generator=torch.Generator().manual_seed(7),
+        batch_size=64,
     )
 
     # Assert
@@ -135,19 +167,34 @@ def test_results_are_reproducible_with_the_same_seed() -> None:
 
 
 def test_batched_counts_equal_one_by_one_counts_with_the_same_draws() -> None:
-    # Prepare: with batch_size == num each chunk is one sample's draws, so running the samples one by
+    # Prepare: with batch_size == num each chunk is one sample's draws, so running the samples one
+    # by
     # one on the same generator consumes exactly the same noise, in the same order.
     x = points([0.0, 0.2, -0.1, 0.4, 0.05])
     num = 200
 
     # Execute
     batched = sample_counts(
-        half_plane, x, num=num, sigma=SIGMA, num_classes=2, generator=torch.Generator().manual_seed(8), batch_size=num
+        half_plane,
+        x,
+        num=num,
+        sigma=SIGMA,
+        num_classes=2,
+        generator=torch.Generator().manual_seed(8),
+        batch_size=num,
     )
     gen = torch.Generator().manual_seed(8)
     one_by_one = torch.cat(
         [
-            sample_counts(half_plane, x[i : i + 1], num=num, sigma=SIGMA, num_classes=2, generator=gen, batch_size=num)
+            sample_counts(
+                half_plane,
+                x[i : i + 1],
+                num=num,
+                sigma=SIGMA,
+                num_classes=2,
+                generator=gen,
+                batch_size=num,
+            )
             for i in range(x.shape[0])
         ]
     )
@@ -190,7 +237,15 @@ def test_sample_counts_rejects_a_generator_on_another_device() -> None:
 
     # Execute / Assert
     with pytest.raises(ValueError, match="generator"):
-        sample_counts(half_plane, x, num=10, sigma=SIGMA, num_classes=2, generator=torch.Generator(), batch_size=8)
+        sample_counts(
+            half_plane,
+            x,
+            num=10,
+            sigma=SIGMA,
+            num_classes=2,
+            generator=torch.Generator(),
+            batch_size=8,
+        )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -250,4 +305,10 @@ def test_default_config_is_valid() -> None:
     config = SmoothingConfig()
 
     # Assert
-    assert (config.sigma, config.n0, config.n, config.alpha, config.batch_size) == (0.5, 100, 1000, 0.001, 4096)
+    assert (config.sigma, config.n0, config.n, config.alpha, config.batch_size) == (
+        0.5,
+        100,
+        1000,
+        0.001,
+        4096,
+    )

@@ -71,7 +71,9 @@ def test_binom_tail_far_tail_underflows_to_zero_without_nan() -> None:
     assert value == 0.0
 
 
-@pytest.mark.parametrize(("k", "n", "p"), [(1, -1, 0.5), (1, 5, -0.1), (1, 5, 1.5), (1, 5, math.nan)])
+@pytest.mark.parametrize(
+    ("k", "n", "p"), [(1, -1, 0.5), (1, 5, -0.1), (1, 5, 1.5), (1, 5, math.nan)]
+)
 def test_binom_tail_rejects_invalid_arguments(k: int, n: int, p: float) -> None:
     # Execute / Assert
     with pytest.raises(ValueError):
@@ -79,7 +81,12 @@ def test_binom_tail_rejects_invalid_arguments(k: int, n: int, p: float) -> None:
 
 
 def _cp_grid() -> list[tuple[int, int, float]]:
-    return [(k, n, alpha) for n in CP_NS for alpha in CP_ALPHAS for k in sorted({0, 1, n // 2, n - 1, n})]
+    return [
+        (k, n, alpha)
+        for n in CP_NS
+        for alpha in CP_ALPHAS
+        for k in sorted({0, 1, n // 2, n - 1, n})
+    ]
 
 
 @pytest.mark.parametrize(("k", "n", "alpha"), _cp_grid())
@@ -93,15 +100,20 @@ def test_clopper_pearson_lower_matches_scipy_beta_ppf(k: int, n: int, alpha: flo
     # Assert
     assert bound == pytest.approx(expected, rel=max(1e-9, _rel_tol(n)), abs=0.0)
     assert 0.0 <= bound <= 1.0
-    assert alpha > 0.5 or bound <= k / n  # at confidence >= 1/2 the lower bound never exceeds the estimate
+    assert (
+        alpha > 0.5 or bound <= k / n
+    )  # at confidence >= 1/2 the lower bound never exceeds the estimate
 
 
 # A two-sided interval needs 2 * alpha < 1.
 @pytest.mark.parametrize(("k", "n", "alpha"), [case for case in _cp_grid() if case[2] < 0.5])
-def test_clopper_pearson_lower_matches_statsmodels_beta_interval(k: int, n: int, alpha: float) -> None:
+def test_clopper_pearson_lower_matches_statsmodels_beta_interval(
+    k: int, n: int, alpha: float
+) -> None:
     # Prepare
     proportion = pytest.importorskip("statsmodels.stats.proportion")
-    # The two-sided interval at level 2 * alpha has the one-sided (1 - alpha) bound as its lower end.
+    # The two-sided interval at level 2 * alpha has the one-sided (1 - alpha) bound as its lower
+    # end.
     expected = float(proportion.proportion_confint(k, n, alpha=2 * alpha, method="beta")[0])
 
     # Execute
@@ -126,13 +138,17 @@ def test_clopper_pearson_lower_covers_the_true_p_at_least_one_minus_alpha() -> N
     n, p, alpha = 30, 0.6, 0.05
 
     # Execute
-    coverage = sum(stats.binom.pmf(k, n, p) for k in range(n + 1) if clopper_pearson_lower(k, n, alpha) <= p)
+    coverage = sum(
+        stats.binom.pmf(k, n, p) for k in range(n + 1) if clopper_pearson_lower(k, n, alpha) <= p
+    )
 
     # Assert
     assert coverage >= 1 - alpha
 
 
-@pytest.mark.parametrize(("k", "n", "alpha"), [(1, 0, 0.1), (-1, 5, 0.1), (6, 5, 0.1), (2, 5, 0.0), (2, 5, 1.0)])
+@pytest.mark.parametrize(
+    ("k", "n", "alpha"), [(1, 0, 0.1), (-1, 5, 0.1), (6, 5, 0.1), (2, 5, 0.0), (2, 5, 1.0)]
+)
 def test_clopper_pearson_lower_rejects_invalid_arguments(k: int, n: int, alpha: float) -> None:
     # Execute / Assert
     with pytest.raises(ValueError):
@@ -142,7 +158,10 @@ def test_clopper_pearson_lower_rejects_invalid_arguments(k: int, n: int, alpha: 
 @pytest.mark.parametrize("n", [1, 2, 3, 10, 11, 100, 1001, 100_000])
 def test_binom_test_half_matches_scipy_binomtest(n: int) -> None:
     # Prepare
-    ks = sorted({0, 1, n // 2, (n + 1) // 2, n // 2 + 1, int(0.45 * n), int(0.55 * n), n - 1, n} & set(range(n + 1)))
+    ks = sorted(
+        {0, 1, n // 2, (n + 1) // 2, n // 2 + 1, int(0.45 * n), int(0.55 * n), n - 1, n}
+        & set(range(n + 1))
+    )
 
     # Execute
     ours = [binom_test_half(k, n) for k in ks]

@@ -51,7 +51,8 @@ def test_changeable_voters_equals_the_worst_attacker_set(num_parties: int, k: in
     # Prepare
     voters = subset_voters(num_parties, k)
 
-    # Execute / Assert: by brute force over attacker sets, the count is the same for every set of size t.
+    # Execute / Assert: by brute force over attacker sets, the count is the same for every set of
+    # size t.
     for t in range(num_parties + 1):
         touched = {
             sum(1 for s in voters if set(s) & set(attackers))
@@ -93,7 +94,9 @@ def test_vote_predict_breaks_ties_toward_the_lowest_class_and_abstains_on_no_vot
 
 def test_certified_parties_by_hand() -> None:
     # Prepare: M = 6, k = 2 has 15 voters; thresholds 2 * changeable = 0, 10, 18, 24, ...
-    counts = torch.tensor([[15, 0, 0], [11, 0, 0], [10, 0, 0], [6, 5, 0], [5, 5, 0], [0, 0, 0], [13, 1, 1]])
+    counts = torch.tensor(
+        [[15, 0, 0], [11, 0, 0], [10, 0, 0], [6, 5, 0], [5, 5, 0], [0, 0, 0], [13, 1, 1]]
+    )
 
     # Execute
     cert = certified_parties(counts, num_parties=6, k=2)
@@ -115,8 +118,9 @@ def test_certified_parties_can_reach_several_parties() -> None:
 
 
 def _random_tables(num: int, num_voters: int, seed: int) -> torch.Tensor:
-    """Vote tables (num, V) over {-1, 0, 1, 2}: per table a random share of voters backs one class, the
-    rest vote uniformly (abstaining included), so both clear winners and near ties occur."""
+    """Vote tables (num, V) over {-1, 0, 1, 2}: per table a random share of voters backs one
+    class, the rest vote uniformly (abstaining included), so both clear winners and near ties
+    occur."""
     gen = torch.Generator().manual_seed(seed)
     uniform = CHOICES[torch.randint(0, len(CHOICES), (num, num_voters), generator=gen)]
     favourite = torch.randint(0, NUM_CLASSES, (num, 1), generator=gen).expand(num, num_voters)
@@ -128,7 +132,8 @@ def _random_tables(num: int, num_voters: int, seed: int) -> torch.Tensor:
 def _predictions_under_attack(
     votes: torch.Tensor, voters: list[tuple[int, ...]], attackers: tuple[int, ...]
 ) -> torch.Tensor:
-    """vote_predict for EVERY reassignment over {-1, 0, 1, 2} of the voters that see an attacked party."""
+    """vote_predict for EVERY reassignment over {-1, 0, 1, 2} of the voters that see an attacked
+    party."""
     touched = [i for i, s in enumerate(voters) if set(s) & set(attackers)]
     if not touched:
         return vote_predict(tally(votes[None, :], NUM_CLASSES))
@@ -139,7 +144,9 @@ def _predictions_under_attack(
 
 
 @pytest.mark.parametrize(("num_parties", "k", "seed"), [(4, 2, 0), (5, 1, 1), (5, 2, 2)])
-def test_certificate_holds_against_every_attack_by_brute_force(num_parties: int, k: int, seed: int) -> None:
+def test_certificate_holds_against_every_attack_by_brute_force(
+    num_parties: int, k: int, seed: int
+) -> None:
     # Prepare
     voters = subset_voters(num_parties, k)
     votes = _random_tables(150, len(voters), seed)
@@ -149,15 +156,19 @@ def test_certificate_holds_against_every_attack_by_brute_force(num_parties: int,
     pred = vote_predict(counts)
     cert = certified_parties(counts, num_parties=num_parties, k=k)
 
-    # Assert: every attacker set of every size t <= cert, every reassignment, leaves the prediction alone.
+    # Assert: every attacker set of every size t <= cert, every reassignment, leaves the prediction
+    # alone.
     for i in range(votes.shape[0]):
         for t in range(int(cert[i]) + 1):
             for attackers in itertools.combinations(range(num_parties), t):
                 outcomes = _predictions_under_attack(votes[i], voters, attackers)
                 assert bool((outcomes == pred[i]).all()), (votes[i].tolist(), attackers)
-    # The tables exercise every certificate level the configuration can reach (for M = 4, k = 2 only -1
+    # The tables exercise every certificate level the configuration can reach (for M = 4, k = 2 only
+    # -1
     # and 0: one party touches 3 of the 6 voters, and a gap above 6 is impossible).
-    reachable = max(t for t in range(num_parties + 1) if 2 * changeable_voters(num_parties, k, t) < len(voters))
+    reachable = max(
+        t for t in range(num_parties + 1) if 2 * changeable_voters(num_parties, k, t) < len(voters)
+    )
     assert set(cert.tolist()) == set(range(-1, reachable + 1))
 
 
@@ -170,7 +181,8 @@ def test_certificate_is_not_vacuous(num_parties: int, k: int, seed: int) -> None
     pred = vote_predict(counts)
     cert = certified_parties(counts, num_parties=num_parties, k=k)
 
-    # Execute: for each certified level t, look for a table certified at exactly t that t + 1 parties break.
+    # Execute: for each certified level t, look for a table certified at exactly t that t + 1
+    # parties break.
     broken_levels = set()
     for i in range(votes.shape[0]):
         t = int(cert[i])

@@ -1,7 +1,8 @@
-"""The client library against real HTTP (uvicorn) and gRPC servers that imitate the fusion center's boundary.
+"""The client library against real HTTP (uvicorn) and gRPC servers that imitate the fusion
+center's boundary.
 
-The stubs answer with the documented shapes and error bodies; the real cluster is tested end to end elsewhere.
-"""
+The stubs answer with the documented shapes and error bodies; the real cluster is tested end to
+end elsewhere."""
 
 from __future__ import annotations
 
@@ -35,14 +36,22 @@ from copur_client import (
     predict_command,
     predictions_table,
 )
-from copur_client.serde import Certificate, Prediction, predict_request_from_proto, predictions_to_proto
+from copur_client.serde import (
+    Certificate,
+    Prediction,
+    predict_request_from_proto,
+    predictions_to_proto,
+)
 from copur_client.v1 import fusion_pb2_grpc
 
-# Values exactly representable in float32, so the gRPC path (repeated float) round-trips them unchanged.
+# Values exactly representable in float32, so the gRPC path (repeated float) round-trips them
+# unchanged.
 CLASS_NAMES = [f"digit-{k}" for k in range(10)]
 
 
-def expected_prediction(sample_id: int, defense: str = "copur", certify: bool = False) -> Prediction:
+def expected_prediction(
+    sample_id: int, defense: str = "copur", certify: bool = False
+) -> Prediction:
     label = sample_id % 10
     probs = [0.0625] * 10
     probs[label] = 0.4375
@@ -72,11 +81,19 @@ class StubState:
         self.reset()
 
     def reset(self) -> None:
-        self.script: list[tuple[int, Any]] = []  # (status or grpc code, detail) answered before normal service
+        self.script: list[
+            tuple[int, Any]
+        ] = []  # (status or grpc code, detail) answered before normal service
         self.calls: list[dict[str, Any]] = []
         self.delay_s = 0.0
         self.ready = True
-        self.policy: dict[str, Any] = {"attack": "none", "params": {}, "party": 1, "calls": 0, "corrupted": 0}
+        self.policy: dict[str, Any] = {
+            "attack": "none",
+            "params": {},
+            "party": 1,
+            "calls": 0,
+            "corrupted": 0,
+        }
 
     def answer(self, ids: list[int], defense: str | None, certify: bool) -> list[Prediction]:
         return [expected_prediction(i, defense or "copur", certify) for i in ids]
@@ -89,7 +106,9 @@ def stub_http_app(state: StubState) -> FastAPI:
     async def predict(request: Request) -> JSONResponse:
         body = await request.json()
         state.calls.append(body)
-        scripted = state.script.pop(0) if state.script else None  # taken before a delay outlives its test
+        scripted = (
+            state.script.pop(0) if state.script else None
+        )  # taken before a delay outlives its test
         if state.delay_s:
             await asyncio.sleep(state.delay_s)
         if scripted:
@@ -100,8 +119,17 @@ def stub_http_app(state: StubState) -> FastAPI:
     @app.get("/v1/parties")
     async def parties() -> dict[str, Any]:
         state.calls.append({"path": "/v1/parties"})
-        party = {"index": 0, "name": "party-0", "address": "127.0.0.1:7000", "state": "up", "failures": 0}
-        return {"parties": [party | {"last_error": None, "recent_failures": 0, "flags": 3}], "min_parties": 2}
+        party = {
+            "index": 0,
+            "name": "party-0",
+            "address": "127.0.0.1:7000",
+            "state": "up",
+            "failures": 0,
+        }
+        return {
+            "parties": [party | {"last_error": None, "recent_failures": 0, "flags": 3}],
+            "min_parties": 2,
+        }
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
@@ -109,7 +137,9 @@ def stub_http_app(state: StubState) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
-        return PlainTextResponse("# HELP copur_requests_total Requests.\ncopur_requests_total 7.0\n")
+        return PlainTextResponse(
+            "# HELP copur_requests_total Requests.\ncopur_requests_total 7.0\n"
+        )
 
     @app.get("/v1/policy")
     async def get_policy() -> dict[str, Any]:
@@ -120,7 +150,9 @@ def stub_http_app(state: StubState) -> FastAPI:
         body = await request.json()
         state.calls.append(body)
         if body.get("attack") not in ("none", "gaussian", "pgd"):
-            return JSONResponse(status_code=422, content={"detail": f"unknown attack '{body.get('attack')}'"})
+            return JSONResponse(
+                status_code=422, content={"detail": f"unknown attack '{body.get('attack')}'"}
+            )
         state.policy = state.policy | {"attack": body["attack"], "params": body.get("params", {})}
         return JSONResponse(state.policy)
 
@@ -149,7 +181,9 @@ def servers() -> Iterator[tuple[StubState, str, str]]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    http = uvicorn.Server(uvicorn.Config(stub_http_app(state), log_config=None, access_log=False, lifespan="off"))
+    http = uvicorn.Server(
+        uvicorn.Config(stub_http_app(state), log_config=None, access_log=False, lifespan="off")
+    )
     thread = threading.Thread(target=http.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 5
@@ -185,7 +219,8 @@ def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return slept
 
 
-# --- HTTP: predictions and reads ---------------------------------------------------------------------------
+# --- HTTP: predictions and reads
+# ---------------------------------------------------------------------------
 
 
 def test_predict_returns_the_servers_predictions_in_order(stub: tuple[StubState, str, str]) -> None:
@@ -229,7 +264,8 @@ def test_parties_ready_and_metrics(stub: tuple[StubState, str, str]) -> None:
     assert "copur_requests_total 7.0" in metrics
 
 
-# --- HTTP: errors and retries ------------------------------------------------------------------------------
+# --- HTTP: errors and retries
+# ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -238,8 +274,18 @@ def test_parties_ready_and_metrics(stub: tuple[StubState, str, str]) -> None:
         (400, "empty sample_ids", BadRequest, "empty sample_ids"),
         (404, "unknown sample ids: [99999]", NotFound, "unknown sample ids: [99999]"),
         (413, "3000 sample ids exceed the limit of 1024", BadRequest, "exceed the limit of 1024"),
-        (422, "sample_ids[0]: Input should be a valid integer", BadRequest, "sample_ids[0]: Input should be a valid"),
-        (503, "2 of 4 parties answered (need 3): party-1, party-3 down", Unavailable, "party-1, party-3 down"),
+        (
+            422,
+            "sample_ids[0]: Input should be a valid integer",
+            BadRequest,
+            "sample_ids[0]: Input should be a valid",
+        ),
+        (
+            503,
+            "2 of 4 parties answered (need 3): party-1, party-3 down",
+            Unavailable,
+            "party-1, party-3 down",
+        ),
         (500, "internal error", ServerError, "internal error"),
     ],
 )
@@ -266,7 +312,9 @@ def test_http_errors_map_to_exceptions_with_the_servers_detail(
     assert info.value.detail in message
 
 
-def test_a_503_then_200_is_retried_and_succeeds(stub: tuple[StubState, str, str], no_sleep: list[float]) -> None:
+def test_a_503_then_200_is_retried_and_succeeds(
+    stub: tuple[StubState, str, str], no_sleep: list[float]
+) -> None:
     # Prepare
     state, url, _ = stub
     state.script = [(503, "too few parties")]
@@ -292,7 +340,9 @@ def test_503_retries_are_bounded(stub: tuple[StubState, str, str], no_sleep: lis
 
 
 @pytest.mark.parametrize("status", [400, 404, 422])
-def test_4xx_is_not_retried(stub: tuple[StubState, str, str], no_sleep: list[float], status: int) -> None:
+def test_4xx_is_not_retried(
+    stub: tuple[StubState, str, str], no_sleep: list[float], status: int
+) -> None:
     # Prepare
     state, url, _ = stub
     state.script = [(status, "refused")] * 3
@@ -330,10 +380,13 @@ def test_slow_answer_is_a_timeout(stub: tuple[StubState, str, str]) -> None:
     assert len(state.calls) == 1
 
 
-# --- gRPC ------------------------------------------------------------------------------------------------
+# --- gRPC
+# ------------------------------------------------------------------------------------------------
 
 
-def test_grpc_predict_returns_the_servers_predictions_in_order(stub: tuple[StubState, str, str]) -> None:
+def test_grpc_predict_returns_the_servers_predictions_in_order(
+    stub: tuple[StubState, str, str],
+) -> None:
     # Prepare
     state, _, target = stub
     ids = [8, 1, 15]
@@ -358,7 +411,10 @@ def test_grpc_predict_returns_the_servers_predictions_in_order(stub: tuple[StubS
     ],
 )
 def test_grpc_status_codes_map_to_exceptions(
-    stub: tuple[StubState, str, str], code: grpc.StatusCode, exc_type: type[CopurClientError], status: int
+    stub: tuple[StubState, str, str],
+    code: grpc.StatusCode,
+    exc_type: type[CopurClientError],
+    status: int,
 ) -> None:
     # Prepare
     state, _, target = stub
@@ -374,18 +430,27 @@ def test_grpc_status_codes_map_to_exceptions(
     assert "FusionService/Predict" in str(info.value)
 
 
-def test_grpc_deadline_is_a_timeout_and_refusal_is_unavailable(stub: tuple[StubState, str, str]) -> None:
+def test_grpc_deadline_is_a_timeout_and_refusal_is_unavailable(
+    stub: tuple[StubState, str, str],
+) -> None:
     # Prepare
     state, _, target = stub
     state.delay_s = 0.5
     # Execute / Assert
-    with GrpcFusionClient(target, timeout=0.1) as client, pytest.raises(Timeout, match="DEADLINE_EXCEEDED"):
+    with (
+        GrpcFusionClient(target, timeout=0.1) as client,
+        pytest.raises(Timeout, match="DEADLINE_EXCEEDED"),
+    ):
         client.predict([1])
-    with GrpcFusionClient(f"127.0.0.1:{free_ports(1)[0]}", timeout=2) as client, pytest.raises(Unavailable):
+    with (
+        GrpcFusionClient(f"127.0.0.1:{free_ports(1)[0]}", timeout=2) as client,
+        pytest.raises(Unavailable),
+    ):
         client.predict([1])
 
 
-# --- adversary control -------------------------------------------------------------------------------------
+# --- adversary control
+# -------------------------------------------------------------------------------------
 
 
 def test_adversary_control_get_and_set(stub: tuple[StubState, str, str]) -> None:
@@ -407,7 +472,8 @@ def test_adversary_control_get_and_set(stub: tuple[StubState, str, str]) -> None
     assert f"PUT {url}/v1/policy" in str(info.value)
 
 
-# --- table and command -------------------------------------------------------------------------------------
+# --- table and command
+# -------------------------------------------------------------------------------------
 
 
 def test_predictions_table_shows_ids_labels_and_flags() -> None:
@@ -429,7 +495,9 @@ def test_predictions_table_shows_ids_labels_and_flags() -> None:
     assert lines[-1].startswith("3 prediction(s), 2 with flagged parties")
 
 
-def test_predict_command_prints_the_table_or_the_servers_json(stub: tuple[StubState, str, str]) -> None:
+def test_predict_command_prints_the_table_or_the_servers_json(
+    stub: tuple[StubState, str, str],
+) -> None:
     # Prepare
     _, url, target = stub
     ids = [4, 9]
@@ -440,7 +508,9 @@ def test_predict_command_prints_the_table_or_the_servers_json(stub: tuple[StubSt
     # Assert
     assert code_table == 0 and "4" in table.splitlines()[2]
     assert code_json == 0
-    assert json.loads(text) == {"predictions": [asdict(expected_prediction(i, "vote", True)) for i in ids]}
+    assert json.loads(text) == {
+        "predictions": [asdict(expected_prediction(i, "vote", True)) for i in ids]
+    }
     assert code_grpc == 0 and json.loads(grpc_text) == json.loads(text)
 
 
@@ -450,7 +520,9 @@ def test_predict_command_failure_is_exit_2_and_one_line(stub: tuple[StubState, s
     state.script = [(404, "unknown sample ids: [99999]")]
     # Execute
     code, text = predict_command(url, [99999], None, False, False, None)
-    refused_code, refused = predict_command(f"http://127.0.0.1:{free_ports(1)[0]}", [1], None, False, True, None)
+    refused_code, refused = predict_command(
+        f"http://127.0.0.1:{free_ports(1)[0]}", [1], None, False, True, None
+    )
     # Assert
     assert code == 2
     assert text.startswith("error: ") and "\n" not in text

@@ -1,6 +1,6 @@
-"""The clients' API keys: sent as Bearer tokens (HTTP header, gRPC metadata), taken from the environment by
-default, admin operations with the admin key; 401 / 403 / 429 as their own exceptions, 429 retried after
-the server's Retry-After a bounded number of times."""
+"""The clients' API keys: sent as Bearer tokens (HTTP header, gRPC metadata), taken from the
+environment by default, admin operations with the admin key; 401 / 403 / 429 as their own
+exceptions, 429 retried after the server's Retry-After a bounded number of times."""
 
 from __future__ import annotations
 
@@ -42,7 +42,9 @@ def _answer(seen: Seen, request: Request, ok: Any) -> JSONResponse:
     seen.auth.append(request.headers.get("authorization"))
     if seen.script:
         status, headers = seen.script.pop(0)
-        return JSONResponse(status_code=status, content={"detail": f"refused {status}"}, headers=headers)
+        return JSONResponse(
+            status_code=status, content={"detail": f"refused {status}"}, headers=headers
+        )
     return JSONResponse(ok)
 
 
@@ -77,7 +79,9 @@ class Servicer(fusion_pb2_grpc.FusionServiceServicer):
         if self.seen.script:
             code, trailing = self.seen.script.pop(0)
             context.set_trailing_metadata(tuple(trailing.items()))
-            context.abort(grpc.StatusCode(code) if not isinstance(code, grpc.StatusCode) else code, "refused")
+            context.abort(
+                grpc.StatusCode(code) if not isinstance(code, grpc.StatusCode) else code, "refused"
+            )
         return predictions_to_proto([])
 
 
@@ -86,7 +90,9 @@ def servers() -> Iterator[tuple[Seen, str, str]]:
     seen = Seen()
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    http = uvicorn.Server(uvicorn.Config(_app(seen), log_config=None, access_log=False, lifespan="off"))
+    http = uvicorn.Server(
+        uvicorn.Config(_app(seen), log_config=None, access_log=False, lifespan="off")
+    )
     thread = threading.Thread(target=http.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not http.started:
@@ -102,7 +108,9 @@ def servers() -> Iterator[tuple[Seen, str, str]]:
 
 
 @pytest.fixture
-def stub(servers: tuple[Seen, str, str], monkeypatch: pytest.MonkeyPatch) -> tuple[Seen, str, str, list[float]]:
+def stub(
+    servers: tuple[Seen, str, str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[Seen, str, str, list[float]]:
     seen = servers[0]
     seen.auth.clear()
     seen.script.clear()
@@ -145,7 +153,9 @@ def test_keys_default_to_the_environment_and_an_empty_key_sends_none(
     assert seen.auth == ["Bearer env-p", "Bearer env-a", None, "Bearer env-a"]
 
 
-def test_an_admin_key_alone_serves_predictions_too(stub: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_admin_key_alone_serves_predictions_too(
+    stub: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Prepare
     seen, url, _, _ = stub
     monkeypatch.delenv("COPUR_API_KEY", raising=False)
@@ -157,7 +167,9 @@ def test_an_admin_key_alone_serves_predictions_too(stub: Any, monkeypatch: pytes
 
 
 @pytest.mark.parametrize(("status", "exc_type"), [(401, Unauthorized), (403, Forbidden)])
-def test_401_and_403_are_their_own_one_line_errors_never_retried(stub: Any, status: int, exc_type: type) -> None:
+def test_401_and_403_are_their_own_one_line_errors_never_retried(
+    stub: Any, status: int, exc_type: type
+) -> None:
     # Prepare
     seen, url, _, slept = stub
     seen.script = [(status, {})] * 3
@@ -188,14 +200,19 @@ def test_429_retries_are_bounded_and_end_in_rate_limited(stub: Any) -> None:
     seen, url, _, slept = stub
     seen.script = [(429, {"Retry-After": "2"})] * 5
     # Execute
-    with FusionClient(url, api_key="k", rate_retries=1) as client, pytest.raises(RateLimited) as info:
+    with (
+        FusionClient(url, api_key="k", rate_retries=1) as client,
+        pytest.raises(RateLimited) as info,
+    ):
         client.predict([1])
     # Assert
     assert slept == [2.0] and len(seen.auth) == 2
     assert info.value.status == 429 and info.value.retry_after_s == 2.0
 
 
-def test_grpc_sends_the_key_as_metadata_and_maps_auth_codes(stub: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_grpc_sends_the_key_as_metadata_and_maps_auth_codes(
+    stub: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Prepare
     seen, _, target, slept = stub
     monkeypatch.setenv("COPUR_API_KEY", "env-p")
@@ -216,7 +233,12 @@ def test_grpc_sends_the_key_as_metadata_and_maps_auth_codes(stub: Any, monkeypat
     with GrpcFusionClient(target, api_key="explicit") as client:
         client.predict([1])
     # Assert
-    assert [type(e).__name__ for e in errors] == ["Unauthorized", "Forbidden", "RateLimited", "BadRequest"]
+    assert [type(e).__name__ for e in errors] == [
+        "Unauthorized",
+        "Forbidden",
+        "RateLimited",
+        "BadRequest",
+    ]
     assert [e.status for e in errors] == [401, 403, 429, 413]
     assert seen.auth == ["Bearer env-p"] * 5 + ["Bearer explicit"]
     assert slept == []

@@ -1,6 +1,6 @@
-"""The HTTP client's retry policy for idempotent calls: the backoff doubles up to a cap, the default budget
-rides out a restart of the fusion center (tens of seconds, bounded), and a connection the server drops
-before answering is retried like a refused one."""
+"""The HTTP client's retry policy for idempotent calls: the backoff doubles up to a cap, the
+default budget rides out a restart of the fusion center (tens of seconds, bounded), and a
+connection the server drops before answering is retried like a refused one."""
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 class Flaky:
-    """A raw HTTP server that drops the first ``drops`` connections after reading the request, then answers."""
+    """A raw HTTP server that drops the first ``drops`` connections after reading the request,
+    then answers."""
 
     def __init__(self, drops: int) -> None:
         self.drops = drops
@@ -65,7 +66,10 @@ class Flaky:
                 if self.connections <= self.drops:
                     continue  # closed without a word: the server died mid-call
                 body = json.dumps(ANSWER).encode()
-                head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                head = (
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                    f"{len(body)}\r\n"
+                )
                 conn.sendall(head.encode() + b"Connection: close\r\n\r\n" + body)
 
     def close(self) -> None:
@@ -83,7 +87,10 @@ def test_the_backoff_doubles_up_to_its_cap(no_sleep: list[float]) -> None:
     # Prepare: a port nothing listens on
     url = f"http://127.0.0.1:{free_ports(1)[0]}"
     # Execute
-    with FusionClient(url, retries=6, backoff_s=1.0, max_backoff_s=4.0) as client, pytest.raises(Unavailable):
+    with (
+        FusionClient(url, retries=6, backoff_s=1.0, max_backoff_s=4.0) as client,
+        pytest.raises(Unavailable),
+    ):
         client.predict([1])
     # Assert
     assert no_sleep == [1.0, 2.0, 4.0, 4.0, 4.0, 4.0]
@@ -98,7 +105,9 @@ def test_the_default_budget_rides_out_a_restart_and_is_bounded() -> None:
     assert 20.0 <= budget <= 60.0
 
 
-def test_a_connection_dropped_before_the_answer_is_retried(flaky: Flaky, no_sleep: list[float]) -> None:
+def test_a_connection_dropped_before_the_answer_is_retried(
+    flaky: Flaky, no_sleep: list[float]
+) -> None:
     # Execute
     with FusionClient(flaky.url, retries=3, backoff_s=0.1) as client:
         preds = client.predict([7])
@@ -107,9 +116,14 @@ def test_a_connection_dropped_before_the_answer_is_retried(flaky: Flaky, no_slee
     assert flaky.connections == 3 and no_sleep == [0.1, 0.2]
 
 
-def test_dropped_connections_are_unavailable_once_the_retries_are_spent(flaky: Flaky, no_sleep: list[float]) -> None:
+def test_dropped_connections_are_unavailable_once_the_retries_are_spent(
+    flaky: Flaky, no_sleep: list[float]
+) -> None:
     # Execute
-    with FusionClient(flaky.url, retries=1, backoff_s=0.1) as client, pytest.raises(Unavailable) as caught:
+    with (
+        FusionClient(flaky.url, retries=1, backoff_s=0.1) as client,
+        pytest.raises(Unavailable) as caught,
+    ):
         client.predict([7])
     # Assert
     assert "connection lost" in str(caught.value) and flaky.connections == 2

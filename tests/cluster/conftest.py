@@ -1,4 +1,5 @@
-"""Every test here may launch a cluster: mTLS (the topology default) with the session's key pairs."""
+"""Every test here may launch a cluster: mTLS (the topology default) with the session's key
+pairs."""
 
 from __future__ import annotations
 

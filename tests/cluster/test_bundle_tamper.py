@@ -1,6 +1,6 @@
-"""A corrupt or tampered bundle: ``copur party`` and ``copur fusion`` (real processes) refuse to start with
-exit status 2 and one line naming the file, on a copy of the bundle with bytes flipped in one file or one
-file deleted."""
+"""A corrupt or tampered bundle: ``copur party`` and ``copur fusion`` (real processes) refuse to
+start with exit status 2 and one line naming the file, on a copy of the bundle with bytes flipped
+in one file or one file deleted."""
 
 from __future__ import annotations
 
@@ -37,10 +37,15 @@ def _damaged_copy(bundle: Path, folder: Path, file: str, how: str) -> Path:
 
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
-    """``copur ARGV`` with plaintext gRPC and no API keys (loopback): only the bundle can be wrong."""
+    """``copur ARGV`` with plaintext gRPC and no API keys (loopback): only the bundle can be
+    wrong."""
     env = {**os.environ, "COPUR_TLS_MODE": "plaintext", "COPUR_AUTH_MODE": "none"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "copur", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-m", "copur", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         out, err = proc.communicate(timeout=REFUSE_TIMEOUT_S)
@@ -59,7 +64,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("role", "file", "how", "shown"), CASES, ids=[f"{c[0]}-{c[2]}-{c[1]}" for c in CASES])
+@pytest.mark.parametrize(
+    ("role", "file", "how", "shown"), CASES, ids=[f"{c[0]}-{c[2]}-{c[1]}" for c in CASES]
+)
 def test_a_damaged_bundle_is_refused_at_start_in_one_line(
     mfeat_bundle_dir: Path, tmp_path: Path, role: str, file: str, how: str, shown: str
 ) -> None:

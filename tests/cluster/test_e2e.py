@@ -1,7 +1,7 @@
-"""End to end: `copur up` brings up 6 parties + 1 adversary + the fusion center on loopback, every gRPC link
-mutual TLS (the topology default, key pairs from the `cluster_tls` fixture); predictions over HTTP and gRPC
-agree with the offline engine; the adversary flips live; a killed party is a missing
-block; `copur down` leaves no process behind."""
+"""End to end: `copur up` brings up 6 parties + 1 adversary + the fusion center on loopback,
+every gRPC link mutual TLS (the topology default, key pairs from the `cluster_tls` fixture);
+predictions over HTTP and gRPC agree with the offline engine; the adversary flips live; a
+killed party is a missing block; `copur down` leaves no process behind."""
 
 from __future__ import annotations
 
@@ -38,7 +38,9 @@ IDS = list(range(0, 2000, 25))  # 80 samples spread over the data set
 
 
 class Running:
-    def __init__(self, proc: subprocess.Popen[str], log_dir: Path, topology: dict, keys_file: str) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[str], log_dir: Path, topology: dict, keys_file: str
+    ) -> None:
         self.proc, self.log_dir, self.topology = proc, log_dir, topology
         # The development keys beside the keys file the cluster loaded (`copur keys init`).
         self.predict_auth = {"Authorization": f"Bearer {dev_key(keys_file, 'predict')}"}
@@ -53,17 +55,26 @@ class Running:
 
     def predict(self, ids: list[int], defense: str, **extra: object) -> httpx.Response:
         body = {"sample_ids": ids, "defense": defense, **extra}
-        return httpx.post(f"{self.url}/v1/predict", json=body, headers=self.predict_auth, timeout=60)
+        return httpx.post(
+            f"{self.url}/v1/predict", json=body, headers=self.predict_auth, timeout=60
+        )
 
 
 @pytest.fixture(scope="module")
-def running(mfeat_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory, cluster_tls: Path) -> Iterator[Running]:
+def running(
+    mfeat_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory, cluster_tls: Path
+) -> Iterator[Running]:
     ports = free_ports(10)
     topology = {
         "bundle": str(mfeat_bundle_dir),
         "parties": [{"index": i, "port": ports[i]} for i in range(6)],
         "adversaries": [{"party": 1, "port": ports[6], "control_port": ports[7], "policy": "none"}],
-        "fusion": {"http_port": ports[8], "grpc_port": ports[9], "min_parties": 4, "max_delay_ms": 2},
+        "fusion": {
+            "http_port": ports[8],
+            "grpc_port": ports[9],
+            "min_parties": 4,
+            "max_delay_ms": 2,
+        },
     }
     folder = tmp_path_factory.mktemp("cluster")
     config = folder / "cluster.yaml"
@@ -82,13 +93,18 @@ def running(mfeat_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory, cl
         lines.append(line)
         if "cluster ready" in line or proc.poll() is not None:
             break
-    assert any("cluster ready" in ln for ln in lines), "".join(lines) + (proc.stderr.read() if proc.stderr else "")
+    assert any("cluster ready" in ln for ln in lines), "".join(lines) + (
+        proc.stderr.read() if proc.stderr else ""
+    )
     run = Running(proc, log_dir, topology, load_topology(config).auth.keys_file)
     pids = list(run.state()["pids"].values())
     yield run
     # `copur down` stops everything the launcher started.
     down = subprocess.run(
-        [sys.executable, "-m", "copur", "down", "--log-dir", str(log_dir)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "copur", "down", "--log-dir", str(log_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     proc.wait(30)
     assert down.returncode == 0, down.stderr
@@ -119,7 +135,9 @@ def _accuracy(labels: list[int] | np.ndarray, y: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("defense", ["none", "copur"])
-def test_http_and_grpc_agree_with_the_offline_engine(running: Running, offline, defense: str) -> None:
+def test_http_and_grpc_agree_with_the_offline_engine(
+    running: Running, offline, defense: str
+) -> None:
     engine, h, _ = offline
     expected = _offline_labels(engine, h, defense)
     client = load_identity(os.environ["COPUR_TLS_DIR"], "client")
@@ -139,14 +157,20 @@ def test_http_and_grpc_agree_with_the_offline_engine(running: Running, offline, 
     http_labels = [p["label"] for p in via_http]
     assert np.mean(np.asarray(http_labels) == expected) >= 0.98
     assert [p.label for p in via_grpc] == http_labels
-    np.testing.assert_allclose([p.probabilities for p in via_grpc], [p["probabilities"] for p in via_http], atol=1e-4)
+    np.testing.assert_allclose(
+        [p.probabilities for p in via_grpc], [p["probabilities"] for p in via_http], atol=1e-4
+    )
     assert all(p["missing_parties"] == [] for p in via_http)
 
 
 def test_every_grpc_port_refuses_plaintext_and_serves_mtls(running: Running) -> None:
     # Prepare: every gRPC server the launcher started, and the application's key pair
     t = running.topology
-    ports = [p["port"] for p in t["parties"]] + [a["port"] for a in t["adversaries"]] + [t["fusion"]["grpc_port"]]
+    ports = (
+        [p["port"] for p in t["parties"]]
+        + [a["port"] for a in t["adversaries"]]
+        + [t["fusion"]["grpc_port"]]
+    )
     client = load_identity(os.environ["COPUR_TLS_DIR"], "client")
 
     # Execute
@@ -162,16 +186,23 @@ def test_live_flip_through_the_adversary(running: Running, offline) -> None:
     engine, h, y = offline
     attack = make_attack("flip", amp=10.0)
     hh, obs = attack(
-        h, torch.ones(len(h), 6, dtype=torch.bool), (1,), AttackContext(num_parties=6, generator=torch.Generator())
+        h,
+        torch.ones(len(h), 6, dtype=torch.bool),
+        (1,),
+        AttackContext(num_parties=6, generator=torch.Generator()),
     )
     offline_copur = _accuracy(engine.defense("copur").predict(hh, obs).labels.numpy(), y)
 
     flip = {"attack": "flip", "params": {"amp": 10}}
-    put = httpx.put(f"{running.control}/v1/policy", json=flip, headers=running.admin_auth, timeout=10)
+    put = httpx.put(
+        f"{running.control}/v1/policy", json=flip, headers=running.admin_auth, timeout=10
+    )
     none = running.predict(IDS, "none").json()["predictions"]
     copur = running.predict(IDS, "copur").json()["predictions"]
     none_policy = {"attack": "none", "params": {}}
-    httpx.put(f"{running.control}/v1/policy", json=none_policy, headers=running.admin_auth, timeout=10)
+    httpx.put(
+        f"{running.control}/v1/policy", json=none_policy, headers=running.admin_auth, timeout=10
+    )
 
     assert put.status_code == 200, put.text
     assert _accuracy([p["label"] for p in none], y) < 0.5
@@ -187,7 +218,9 @@ def test_a_killed_party_is_a_missing_block_and_is_reported(running: Running, off
     running.killed.append("party-3")
     time.sleep(1.0)
     answer = running.predict(IDS, "copur")
-    parties = httpx.get(f"{running.url}/v1/parties", headers=running.admin_auth, timeout=10).json()["parties"]
+    parties = httpx.get(f"{running.url}/v1/parties", headers=running.admin_auth, timeout=10).json()[
+        "parties"
+    ]
     metrics = httpx.get(f"{running.url}/metrics", timeout=10).text
 
     assert answer.status_code == 200, answer.text
@@ -208,7 +241,9 @@ def test_bad_requests_are_4xx_with_a_message(running: Running) -> None:
     ]
 
     for body, status, text in cases:
-        r = httpx.post(f"{running.url}/v1/predict", json=body, headers=running.predict_auth, timeout=10)
+        r = httpx.post(
+            f"{running.url}/v1/predict", json=body, headers=running.predict_auth, timeout=10
+        )
         assert r.status_code == status and text in r.json()["detail"], (body, r.status_code, r.text)
 
 
@@ -221,7 +256,9 @@ def test_every_front_door_demands_a_key(running: Running) -> None:
     anonymous = httpx.post(f"{running.url}/v1/predict", json=body, timeout=10)
     parties = httpx.get(f"{running.url}/v1/parties", headers=running.predict_auth, timeout=10)
     control = httpx.get(f"{running.control}/v1/policy", timeout=10)
-    control_predict = httpx.get(f"{running.control}/v1/policy", headers=running.predict_auth, timeout=10)
+    control_predict = httpx.get(
+        f"{running.control}/v1/policy", headers=running.predict_auth, timeout=10
+    )
     request = predict_request_to_proto([1], "none", False)
     with (
         grpc.secure_channel(running.grpc, client.channel_credentials()) as channel,
@@ -243,22 +280,30 @@ with FusionClient(url) as client:
     over_http = [p.label for p in client.predict(ids, defense="copur")]
 with GrpcFusionClient(target, tls=GrpcTls.from_dir(tls_dir)) as client:
     over_grpc = [p.label for p in client.predict(ids, defense="copur")]
-server_side = [m for m in ("torch", "copur", "fastapi", "safetensors") if importlib.util.find_spec(m)]
+server = ("torch", "copur", "fastapi", "safetensors")
+server_side = [m for m in server if importlib.util.find_spec(m)]
 print(json.dumps({"http": over_http, "grpc": over_grpc, "server_side": server_side}))
 """
 
 
 @pytest.fixture(scope="module")
 def client_only_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh virtualenv with only the client package installed (``pip install clients/``, as a user would,
-    from a copy so that the build leaves nothing in the checkout)."""
+    """A fresh virtualenv with only the client package installed (``pip install clients/``, as a
+    user would, from a copy so that the build leaves nothing in the checkout)."""
     folder = tmp_path_factory.mktemp("client-only")
     source = folder / "clients"
-    shutil.copytree(Path(__file__).resolve().parents[2] / "clients", source, ignore=shutil.ignore_patterns("build"))
+    shutil.copytree(
+        Path(__file__).resolve().parents[2] / "clients",
+        source,
+        ignore=shutil.ignore_patterns("build"),
+    )
     subprocess.run([sys.executable, "-m", "venv", str(folder / "venv")], check=True, timeout=120)
     python = folder / "venv" / "bin" / "python"
     pip = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", str(source)], capture_output=True, text=True, timeout=900
+        [str(python), "-m", "pip", "install", "--quiet", str(source)],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert pip.returncode == 0, pip.stderr
     return python
@@ -270,7 +315,10 @@ def test_the_client_package_alone_predicts_over_http_and_grpc(
     # Prepare: what the server's own venv answers for the same ids
     ids = IDS[:20]
     expected = [p["label"] for p in running.predict(ids, "copur").json()["predictions"]]
-    env = {**os.environ, "COPUR_API_KEY": running.predict_auth["Authorization"].removeprefix("Bearer ")}
+    env = {
+        **os.environ,
+        "COPUR_API_KEY": running.predict_auth["Authorization"].removeprefix("Bearer "),
+    }
     env.pop("PYTHONPATH", None)
 
     # Execute: the client package in a virtualenv of its own
@@ -284,7 +332,10 @@ def test_the_client_package_alone_predicts_over_http_and_grpc(
         cwd=client_only_python.parents[2],
     )
     installed = subprocess.run(
-        [str(client_only_python), "-m", "pip", "list", "--format=json"], capture_output=True, text=True, timeout=60
+        [str(client_only_python), "-m", "pip", "list", "--format=json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
     # Assert: same labels over HTTP and gRPC, and no torch, no server package in that virtualenv

@@ -1,8 +1,9 @@
-"""Faults on a real cluster (6 parties, an adversary in front of party 1, the fusion center; processes on
-loopback, started by the launcher): a party SIGKILLed under load is a missing block and rejoins once
-restarted; a party slowed past the deadline is missing while latency stays bounded by the deadline; the
-fusion center restarted while clients call is ridden out by the client's retries. No timing is asserted
-beyond the deadline bound and generous waits for recovery."""
+"""Faults on a real cluster (6 parties, an adversary in front of party 1, the fusion center;
+processes on loopback, started by the launcher): a party SIGKILLed under load is a missing block
+and rejoins once restarted; a party slowed past the deadline is missing while latency stays
+bounded by the deadline; the fusion center restarted while clients call is ridden out by the
+client's retries. No timing is asserted beyond the deadline bound and generous waits for
+recovery."""
 
 from __future__ import annotations
 
@@ -21,14 +22,17 @@ from copur_client import CopurClientError, FusionClient
 
 DEADLINE_MS = 2000.0
 LATENCY_MARGIN_S = 2.5  # on top of the deadline: batching, the defense, a busy 2-core machine
-REJOIN_S = 15.0  # measured: under 1 s (gRPC reconnect backoff capped at 2 s); 17 s uncapped after a long outage
+# measured: under 1 s (gRPC reconnect backoff capped at 2 s); 17 s uncapped after a long outage
+REJOIN_S = 15.0
 KILLED, SLOWED = 3, 1  # party 1 sits behind the adversary
 
 
 @pytest.fixture(scope="module")
 def cluster(mfeat_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     fusion = {"deadline_ms": DEADLINE_MS, "min_parties": 4, "max_delay_ms": 2}
-    with running_cluster(tmp_path_factory.mktemp("faults"), mfeat_bundle_dir, fusion=fusion) as running:
+    with running_cluster(
+        tmp_path_factory.mktemp("faults"), mfeat_bundle_dir, fusion=fusion
+    ) as running:
         yield running
 
 
@@ -36,7 +40,9 @@ def cluster(mfeat_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 class Outcome:
     started: float
     ended: float
-    missing: tuple[int, ...] | None  # parties missing in the answer (the union over its ids); None: failed
+    missing: (
+        tuple[int, ...] | None
+    )  # parties missing in the answer (the union over its ids); None: failed
     error: str = ""
 
 
@@ -51,7 +57,9 @@ class Load:
     workers: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> Load:
-        self.workers = [threading.Thread(target=self._call, args=(k,), daemon=True) for k in range(self.threads)]
+        self.workers = [
+            threading.Thread(target=self._call, args=(k,), daemon=True) for k in range(self.threads)
+        ]
         for w in self.workers:
             w.start()
         return self
@@ -84,7 +92,8 @@ class Load:
 
 
 def _seen(load: Load, after: float, *, missing: bool) -> bool:
-    """Whether an answer to a call made after ``after`` had the killed party missing (or observed)."""
+    """Whether an answer to a call made after ``after`` had the killed party missing (or
+    observed)."""
     return any((KILLED in (o.missing or ())) == missing for o in load.answered(after))
 
 
@@ -97,32 +106,46 @@ def test_a_party_killed_under_load_is_missing_and_rejoins_once_restarted(cluster
     load = Load(lambda: FusionClient(cluster.fusion_url, timeout=60, retries=0)).start()
     try:
         wait_for("answers before the kill", lambda: len(load.answered()) >= 8, 120)
-        # Execute: SIGKILL the party, keep the load on, restart it (the fusion center is not touched)
+        # Execute: SIGKILL the party, keep the load on, restart it (the fusion center is not
+        # touched)
         killed_at = time.monotonic()
         cluster.kill(f"party-{KILLED}")
-        wait_for("the killed party reported missing", lambda: _seen(load, killed_at, missing=True), 60)
+        wait_for(
+            "the killed party reported missing", lambda: _seen(load, killed_at, missing=True), 60
+        )
         seen = time.monotonic()
         wait_for("answers keep flowing", lambda: len(load.answered(seen)) >= 10, 120)
         restart_began = time.monotonic()
         cluster.restart(f"party-{KILLED}", timeout=240)
         back = time.monotonic()
-        rejoin_s = wait_for("its block observed again", lambda: _seen(load, back, missing=False), REJOIN_S)
+        rejoin_s = wait_for(
+            "its block observed again", lambda: _seen(load, back, missing=False), REJOIN_S
+        )
     finally:
         load.finish()
-    # Assert: never an error (5 of 6 parties >= min_parties 4), the party missing while down, then back
+    # Assert: never an error (5 of 6 parties >= min_parties 4), the party missing while down, then
+    # back
     assert load.errors() == []
     down = [o for o in load.answered(seen) if o.ended < restart_began]
     assert len(down) >= 10 and all(KILLED in (o.missing or ()) for o in down)
     assert rejoin_s < REJOIN_S
-    wait_for("the fusion center sees it up", lambda: _party_state(cluster, KILLED)["state"] == "up", 30)
+    wait_for(
+        "the fusion center sees it up", lambda: _party_state(cluster, KILLED)["state"] == "up", 30
+    )
 
 
 def _set_policy(cluster: Cluster, attack: str, **params: float) -> None:
-    r = httpx.put(f"{cluster.control_url(SLOWED)}/v1/policy", json={"attack": attack, "params": params}, timeout=30)
+    r = httpx.put(
+        f"{cluster.control_url(SLOWED)}/v1/policy",
+        json={"attack": attack, "params": params},
+        timeout=30,
+    )
     assert r.status_code == 200, r.text
 
 
-def test_a_party_slowed_past_the_deadline_is_missing_and_latency_stays_bounded(cluster: Cluster) -> None:
+def test_a_party_slowed_past_the_deadline_is_missing_and_latency_stays_bounded(
+    cluster: Cluster,
+) -> None:
     # Prepare: the adversary in front of party 1 holds every call three deadlines
     deadline_s = cluster.topology.fusion.deadline_ms / 1000.0
     _set_policy(cluster, "delay", ms=3 * cluster.topology.fusion.deadline_ms)
@@ -137,12 +160,15 @@ def test_a_party_slowed_past_the_deadline_is_missing_and_latency_stays_bounded(c
     finally:
         _set_policy(cluster, "none")
     metrics = httpx.get(f"{cluster.fusion_url}/metrics", timeout=30).text
-    # Assert: answered about when the deadline passed, the slow party missing (its failure a timeout)
+    # Assert: answered about when the deadline passed, the slow party missing (its failure a
+    # timeout)
     assert max(latencies) < deadline_s + LATENCY_MARGIN_S, latencies
     assert all(p.missing_parties == [SLOWED] for preds in answers for p in preds)
     assert f'copur_party_failures_total{{party="{SLOWED}",reason="timeout"}}' in metrics
     with FusionClient(cluster.fusion_url, timeout=60, retries=0) as client:
-        wait_for("the party answers again", lambda: client.predict([3])[0].missing_parties == [], 30, 0.5)
+        wait_for(
+            "the party answers again", lambda: client.predict([3])[0].missing_parties == [], 30, 0.5
+        )
 
 
 def test_the_fusion_center_restarted_while_clients_call_is_ridden_out(cluster: Cluster) -> None:
@@ -155,16 +181,22 @@ def test_the_fusion_center_restarted_while_clients_call_is_ridden_out(cluster: C
         killed_at = time.monotonic()
         cluster.kill("fusion")
         time.sleep(1.0)
-        down = time.monotonic()  # the fusion center is certainly not serving now: it starts only below
+        down = (
+            time.monotonic()
+        )  # the fusion center is certainly not serving now: it starts only below
         cluster.restart("fusion", timeout=240)
         back = time.monotonic()
         wait_for("answers after the restart", lambda: len(load.answered(back)) >= 6, 120)
     finally:
         load.finish()
-    # Assert: no call failed; calls in flight at the kill or made during the gap were answered once it was back
+    # Assert: no call failed; calls in flight at the kill or made during the gap were answered once
+    # it was back
     assert load.errors() == []
-    # (Spanning the moment it was down, not `back`: a retried call can be answered a few ms before the launcher's
+    # (Spanning the moment it was down, not `back`: a retried call can be answered a few ms before
+    # the launcher's
     # readiness poll notices the restarted process.)
     across = [o for o in load.answered(killed_at - 60) if o.started < down and o.ended > down]
     assert across, "no call spanned the restart"
-    assert all(o.ended - o.started < budget + 30 for o in across)  # the budget's waits and one answer
+    assert all(
+        o.ended - o.started < budget + 30 for o in across
+    )  # the budget's waits and one answer

@@ -7,7 +7,9 @@ from copur.operations.launcher import Cluster, ClusterError
 from copur.transport.topology import load_topology
 
 
-def test_a_process_that_dies_while_starting_is_reported_by_name(tmp_path: Path, tls_dir: Path) -> None:
+def test_a_process_that_dies_while_starting_is_reported_by_name(
+    tmp_path: Path, tls_dir: Path
+) -> None:
     config = tmp_path / "cluster.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -22,7 +24,9 @@ def test_a_process_that_dies_while_starting_is_reported_by_name(tmp_path: Path, 
     )
     cluster = Cluster(load_topology(config, env={}), config_path=config, log_dir=tmp_path / "logs")
 
-    with pytest.raises(ClusterError, match=r"party-0 exited with code 2 while starting: .*no-bundle does not exist"):
+    with pytest.raises(
+        ClusterError, match=r"party-0 exited with code 2 while starting: .*no-bundle does not exist"
+    ):
         cluster.start(timeout=60)
 
     assert all(p.popen is None or p.popen.poll() is not None for p in cluster.procs.values())
@@ -45,9 +49,13 @@ def test_a_port_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None
                 }
             )
         )
-        cluster = Cluster(load_topology(config, env={}), config_path=config, log_dir=tmp_path / "logs")
+        cluster = Cluster(
+            load_topology(config, env={}), config_path=config, log_dir=tmp_path / "logs"
+        )
 
-        with pytest.raises(ClusterError, match=rf"port {port} \(party 0\) on 127.0.0.1 is already in use"):
+        with pytest.raises(
+            ClusterError, match=rf"port {port} \(party 0\) on 127.0.0.1 is already in use"
+        ):
             cluster.start(timeout=5)
 
     assert all(p.popen is None for p in cluster.procs.values())  # nothing was launched
@@ -89,7 +97,9 @@ def test_missing_certificates_are_refused_by_name_before_anything_starts(tmp_pat
         cluster.start(timeout=5)
 
     # Assert
-    assert str(info.value) == f"TLS file {empty / 'ca.pem'} is missing: run `copur certs init {empty}`"
+    assert (
+        str(info.value) == f"TLS file {empty / 'ca.pem'} is missing: run `copur certs init {empty}`"
+    )
     assert all(p.popen is None for p in cluster.procs.values())  # nothing was launched
 
 
@@ -111,12 +121,16 @@ def test_parties_and_adversaries_get_the_topologys_tls_flags(tmp_path: Path, mod
 
 
 def test_parties_and_adversaries_get_the_topologys_data_dir(tmp_path: Path) -> None:
-    # Prepare: the adversaries read the data set's labels too (the donors of mimic by class, and of sia)
+    # Prepare: the adversaries read the data set's labels too (the donors of mimic by class, and of
+    # sia)
     config = _topology_file(tmp_path, {"mode": "plaintext", "dir": "some/certs"})
 
     # Execute
     topology = load_topology(config, env={"COPUR_DATA_DIR": "/data/mine"})
-    argvs = {name: spec.argv for name, spec in Cluster(topology, config_path=config, log_dir=tmp_path).procs.items()}
+    argvs = {
+        name: spec.argv
+        for name, spec in Cluster(topology, config_path=config, log_dir=tmp_path).procs.items()
+    }
 
     # Assert
     for name in ("party-0", "party-1", "adversary-1"):

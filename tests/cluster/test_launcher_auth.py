@@ -1,6 +1,6 @@
-"""The launcher and the topology's ``auth``: adversaries get it as flags, every child the same view in its
-environment, a missing keys file is refused by name before anything starts, and the development keys
-beside the keys file are what self-starting commands use."""
+"""The launcher and the topology's ``auth``: adversaries get it as flags, every child the same
+view in its environment, a missing keys file is refused by name before anything starts, and
+the development keys beside the keys file are what self-starting commands use."""
 
 from __future__ import annotations
 
@@ -44,7 +44,10 @@ def test_adversaries_and_every_child_get_the_topologys_auth(tmp_path: Path) -> N
     assert argv[argv.index("--auth-mode") + 1] == "keys"
     assert argv[argv.index("--api-keys-file") + 1] == "some/api-keys.json"
     assert "--api-keys-file" not in cluster.procs["party-0"].argv  # parties serve no front door
-    assert (cluster.env["COPUR_AUTH_MODE"], cluster.env["COPUR_API_KEYS_FILE"]) == ("keys", "some/api-keys.json")
+    assert (cluster.env["COPUR_AUTH_MODE"], cluster.env["COPUR_API_KEYS_FILE"]) == (
+        "keys",
+        "some/api-keys.json",
+    )
 
 
 def test_a_missing_keys_file_is_refused_by_name_before_anything_starts(tmp_path: Path) -> None:

@@ -12,8 +12,12 @@ from layouts import write_extrasensory_user
 def es_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "ExtraSensory"
     folder.mkdir()
-    write_extrasensory_user(folder / "1155FF54-63D3-4AB2-9863-8385D0BD0A13.features_labels.csv.gz", rows=80, seed=1)
-    write_extrasensory_user(folder / "0A986513-7828-4D53-AA1F-E02D6DF9561B.features_labels.csv.gz", rows=60, seed=2)
+    write_extrasensory_user(
+        folder / "1155FF54-63D3-4AB2-9863-8385D0BD0A13.features_labels.csv.gz", rows=80, seed=1
+    )
+    write_extrasensory_user(
+        folder / "0A986513-7828-4D53-AA1F-E02D6DF9561B.features_labels.csv.gz", rows=60, seed=2
+    )
     return folder
 
 
@@ -31,7 +35,9 @@ def test_loads_user_files_with_paper_division(es_dir: Path) -> None:
 def test_one_file_and_another_label(es_dir: Path) -> None:
     one = sorted(es_dir.iterdir())[0]
 
-    data = load_dataset(DatasetSpec(name="extrasensory", data_dir=str(one), label="label:LYING_DOWN"))
+    data = load_dataset(
+        DatasetSpec(name="extrasensory", data_dir=str(one), label="label:LYING_DOWN")
+    )
 
     assert data.num_samples == 60
     assert data.class_names == ("not LYING_DOWN", "LYING_DOWN")

@@ -33,12 +33,16 @@ def test_loads_published_layout_with_paper_divisions(nus_root: Path) -> None:
 
 
 def test_image_columns_follow_block_order(nus_root: Path) -> None:
-    data = load_dataset(DatasetSpec(name="nus-wide", data_dir=str(nus_root), divisions=("0 64 634", "0 1000")))
+    data = load_dataset(
+        DatasetSpec(name="nus-wide", data_dir=str(nus_root), divisions=("0 64 634", "0 1000"))
+    )
     first = np.loadtxt(nus_root / "Low_Level_Features" / "Train_Normalized_CH.dat")
 
     labels = np.stack(
         [
-            np.loadtxt(nus_root / "Groundtruth" / "TrainTestLabels" / f"Labels_{c}_Train.txt", dtype=int)
+            np.loadtxt(
+                nus_root / "Groundtruth" / "TrainTestLabels" / f"Labels_{c}_Train.txt", dtype=int
+            )
             for c in NUS_CONCEPTS[:5]
         ],
         axis=1,
@@ -49,7 +53,11 @@ def test_image_columns_follow_block_order(nus_root: Path) -> None:
 
 def test_division_that_does_not_fit_names_the_numbers(nus_root: Path) -> None:
     with pytest.raises(DataError, match="0 360 700.*634 columns"):
-        load_dataset(DatasetSpec(name="nus-wide", data_dir=str(nus_root), divisions=("0 360 700", "0 500 1000")))
+        load_dataset(
+            DatasetSpec(
+                name="nus-wide", data_dir=str(nus_root), divisions=("0 360 700", "0 500 1000")
+            )
+        )
 
 
 def test_missing_file_is_named(nus_root: Path) -> None:

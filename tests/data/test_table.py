@@ -11,7 +11,10 @@ def _write(path: Path, rows: int = 50) -> Path:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(rows, 7))
     y = np.where(x[:, 0] > 0, "yes", "no")
-    lines = ["a,b,c,d,e,f,g,label", *(",".join([*(f"{v:.5f}" for v in r), t]) for r, t in zip(x, y, strict=True))]
+    lines = [
+        "a,b,c,d,e,f,g,label",
+        *(",".join([*(f"{v:.5f}" for v in r), t]) for r, t in zip(x, y, strict=True)),
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -45,7 +48,9 @@ def test_csv_errors_name_the_problem(tmp_path: Path, kwargs: dict, message: str)
 
 def test_missing_csv_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="missing file .*absent.csv"):
-        load_dataset(DatasetSpec(name="csv", data_dir=str(tmp_path / "absent.csv"), divisions=("0 1",)))
+        load_dataset(
+            DatasetSpec(name="csv", data_dir=str(tmp_path / "absent.csv"), divisions=("0 1",))
+        )
 
 
 def test_unknown_dataset_lists_known_ones() -> None:

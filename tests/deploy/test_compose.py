@@ -1,8 +1,8 @@
-"""docker-compose.yml, the Dockerfile and .dockerignore agree with the topology file (deploy/cluster.yaml).
+"""docker-compose.yml, the Dockerfile and .dockerignore agree with the topology file
+(deploy/cluster.yaml).
 
-Parsed only (no container engine needed); `docker compose config -q` runs when a docker with the compose
-plugin is on PATH.
-"""
+Parsed only (no container engine needed); `docker compose config -q` runs when a docker with the
+compose plugin is on PATH."""
 
 from __future__ import annotations
 
@@ -37,7 +37,9 @@ FUSION_ENV = {
     "COPUR_TLS_DIR": CERTS,
 }
 CERTS_COMMAND = f"test -f {CERTS}/ca.pem || copur certs init {CERTS} --topology {CONFIG_PATH}"
-TRAIN_COMMAND = f"test -f {BUNDLE}/calibration.json || copur train --dataset mfeat --out {BUNDLE} --no-progress"
+TRAIN_COMMAND = (
+    f"test -f {BUNDLE}/calibration.json || copur train --dataset mfeat --out {BUNDLE} --no-progress"
+)
 KEYS_COMMAND = f"test -f {CERTS}/api-keys.json || copur keys init {CERTS}"
 TRAINER_COMMAND = f"set -e; {CERTS_COMMAND}; {KEYS_COMMAND}; {TRAIN_COMMAND}"
 
@@ -121,7 +123,8 @@ def _roles(topology: Topology) -> tuple[list[str], list[str]]:
     return parties, adversaries
 
 
-# --- services per topology role ------------------------------------------------------------------------
+# --- services per topology role
+# ------------------------------------------------------------------------
 
 
 def test_services_are_exactly_the_topology_roles_plus_trainer_and_fusions() -> None:
@@ -154,12 +157,15 @@ def test_party_service(party: Any) -> None:
     assert _flag(command, "--tls-dir") == CERTS
     assert party.port in _container_ports(service)
     assert _depends_on(service) == {"trainer": "service_completed_successfully"}
-    assert f"copur probe --grpc 127.0.0.1:{party.port} --tls-dir {CERTS} --tls-name {name}" in _healthcheck_text(
-        service
+    assert (
+        f"copur probe --grpc 127.0.0.1:{party.port} --tls-dir {CERTS} --tls-name {name}"
+        in _healthcheck_text(service)
     )
 
 
-@pytest.mark.parametrize("adversary", TOPOLOGY.adversaries, ids=lambda a: service_name("adversary", a.party))
+@pytest.mark.parametrize(
+    "adversary", TOPOLOGY.adversaries, ids=lambda a: service_name("adversary", a.party)
+)
 def test_adversary_service(adversary: Any) -> None:
     # Prepare
     name = service_name("adversary", adversary.party)
@@ -182,9 +188,13 @@ def test_adversary_service(adversary: Any) -> None:
     assert {adversary.port, adversary.control_port} <= _container_ports(service)
     assert adversary.control_port in _published(service), "the control port must be published"
     assert _depends_on(service) == {party: "service_healthy"}
-    assert f"copur probe --http http://127.0.0.1:{adversary.control_port}/readyz" in _healthcheck_text(service)
-    assert f"copur probe --grpc 127.0.0.1:{adversary.port} --tls-dir {CERTS} --tls-name {name}" in _healthcheck_text(
-        service
+    assert (
+        f"copur probe --http http://127.0.0.1:{adversary.control_port}/readyz"
+        in _healthcheck_text(service)
+    )
+    assert (
+        f"copur probe --grpc 127.0.0.1:{adversary.port} --tls-dir {CERTS} --tls-name {name}"
+        in _healthcheck_text(service)
     )
 
 
@@ -225,10 +235,13 @@ def test_fusion_resolves_every_party_to_a_service_port() -> None:
     for target in targets:
         host, port = target.rsplit(":", 1)
         assert host in services, f"the fusion dials {target}, but there is no service {host}"
-        assert int(port) in _container_ports(services[host]), f"service {host} does not expose {port}"
+        assert int(port) in _container_ports(services[host]), (
+            f"service {host} does not expose {port}"
+        )
 
 
-# --- profiles, GPU, ports ------------------------------------------------------------------------------
+# --- profiles, GPU, ports
+# ------------------------------------------------------------------------------
 
 
 def test_only_the_gpu_fusion_has_a_profile() -> None:
@@ -263,7 +276,8 @@ def test_published_host_ports_do_not_clash() -> None:
     assert len(host_ports) == len(set(host_ports)), sorted(host_ports)
 
 
-# --- healthchecks, image, bundle -----------------------------------------------------------------------
+# --- healthchecks, image, bundle
+# -----------------------------------------------------------------------
 
 
 def test_every_long_running_service_has_a_copur_probe_healthcheck() -> None:
@@ -271,7 +285,11 @@ def test_every_long_running_service_has_a_copur_probe_healthcheck() -> None:
     long_running = {n: s for n, s in _services().items() if n != "trainer"}
 
     # Execute
-    missing = [n for n, s in long_running.items() if "healthcheck" not in s or s["healthcheck"].get("disable")]
+    missing = [
+        n
+        for n, s in long_running.items()
+        if "healthcheck" not in s or s["healthcheck"].get("disable")
+    ]
 
     # Assert
     assert not missing, f"services without a healthcheck: {missing}"
@@ -288,7 +306,9 @@ def test_all_services_share_one_image_built_once() -> None:
 
     # Assert
     assert {s.get("image") for s in services.values()} == {IMAGE}
-    assert list(builders) == ["trainer"], "build the image once; the other services reuse copur:latest"
+    assert list(builders) == ["trainer"], (
+        "build the image once; the other services reuse copur:latest"
+    )
     build = builders["trainer"]
     assert (REPO / build.get("context", ".")).resolve() == REPO
     assert (REPO / build["dockerfile"]).resolve() == DOCKERFILE
@@ -309,13 +329,17 @@ def test_trainer_writes_the_bundle_into_the_named_volume() -> None:
     assert not _read_only(trainer, "/bundle"), "the trainer must be able to write the bundle"
     assert "healthcheck" not in trainer and trainer.get("restart", "no") == "no"
     for name, service in compose["services"].items():
-        assert _mounts(service).get("/bundle") == "bundle", f"{name} does not mount the bundle volume"
+        assert _mounts(service).get("/bundle") == "bundle", (
+            f"{name} does not mount the bundle volume"
+        )
 
 
 @pytest.mark.skipif(shutil.which("docker") is None, reason="no docker on PATH")
 def test_docker_compose_config_is_valid() -> None:
     # Prepare
-    plugin = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, timeout=60)
+    plugin = subprocess.run(
+        ["docker", "compose", "version"], capture_output=True, text=True, timeout=60
+    )
     if plugin.returncode != 0:
         pytest.skip("docker has no compose plugin")
 
@@ -355,7 +379,8 @@ def test_fusion_reads_mtls_settings_from_the_topology_and_its_environment() -> N
     assert (topology.tls.mode, topology.tls.dir) == ("mtls", CERTS)
 
 
-# --- Dockerfile, .dockerignore -------------------------------------------------------------------------
+# --- Dockerfile, .dockerignore
+# -------------------------------------------------------------------------
 
 
 def _instructions() -> list[tuple[str, str]]:
@@ -379,8 +404,13 @@ def _exposed(args: list[str]) -> set[int]:
 
 def test_dockerfile_builds_a_non_root_image_exposing_the_topology_ports() -> None:
     # Prepare
-    expected_ports = {p.port for p in TOPOLOGY.parties} | {TOPOLOGY.fusion.http_port, TOPOLOGY.fusion.grpc_port}
-    expected_ports |= {a.port for a in TOPOLOGY.adversaries} | {a.control_port for a in TOPOLOGY.adversaries}
+    expected_ports = {p.port for p in TOPOLOGY.parties} | {
+        TOPOLOGY.fusion.http_port,
+        TOPOLOGY.fusion.grpc_port,
+    }
+    expected_ports |= {a.port for a in TOPOLOGY.adversaries} | {
+        a.control_port for a in TOPOLOGY.adversaries
+    }
 
     # Execute
     instructions = _instructions()
@@ -407,14 +437,20 @@ def test_dockerignore_keeps_the_context_small_without_hiding_copied_sources() ->
         if line.strip() and not line.startswith("#")
     ]
     copied = [
-        arg for kind, args in _instructions() if kind == "COPY" for arg in args.split()[:-1] if not arg.startswith("--")
+        arg
+        for kind, args in _instructions()
+        if kind == "COPY"
+        for arg in args.split()[:-1]
+        if not arg.startswith("--")
     ]
 
     # Execute
     def ignored(path: str) -> bool:
         parts = Path(path).parts
         prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-        return any(fnmatch.fnmatch(p, pat) for p in prefixes for pat in patterns if not pat.startswith("!"))
+        return any(
+            fnmatch.fnmatch(p, pat) for p in prefixes for pat in patterns if not pat.startswith("!")
+        )
 
     # Assert
     assert {".git", ".venv", "runs"} <= set(patterns)

@@ -1,6 +1,6 @@
-"""The shipped topologies, docker compose and the Kubernetes manifests all put the front doors behind API
-keys: the topology's ``auth`` section, the keys reaching the fusion center and the adversary, the Makefile
-creating them before `make demo` / `make perf`."""
+"""The shipped topologies, docker compose and the Kubernetes manifests all put the front doors
+behind API keys: the topology's ``auth`` section, the keys reaching the fusion center and the
+adversary, the Makefile creating them before `make demo` / `make perf`."""
 
 from __future__ import annotations
 
@@ -41,13 +41,17 @@ def test_compose_writes_the_keys_once_and_both_roles_read_them() -> None:
     assert adversary[adversary.index("--api-keys-file") + 1] == KEYS_IN_CONTAINERS
     for env in fusions.values():
         assert env["COPUR_API_KEYS_FILE"] == KEYS_IN_CONTAINERS
-        topology = load_topology(REPO / "deploy" / "cluster.yaml", env={k: str(v) for k, v in env.items()})
+        topology = load_topology(
+            REPO / "deploy" / "cluster.yaml", env={k: str(v) for k, v in env.items()}
+        )
         assert topology.auth.keys_file == KEYS_IN_CONTAINERS
 
 
 def _container(file: str) -> dict[str, Any]:
     deployment = next(
-        d for d in yaml.safe_load_all((REPO / "deploy" / "k8s" / file).read_text()) if d["kind"] == "Deployment"
+        d
+        for d in yaml.safe_load_all((REPO / "deploy" / "k8s" / file).read_text())
+        if d["kind"] == "Deployment"
     )
     return deployment["spec"]["template"]["spec"]["containers"][0]
 
@@ -66,8 +70,13 @@ def test_make_demo_and_perf_create_the_keys_first() -> None:
     text = (REPO / "Makefile").read_text()
     certs = re.search(r"^CERTS\s*\?=\s*(\S+)", text, re.M)
     # Execute
-    rules = {m.group(1): m.group(2).split() for m in re.finditer(r"^([\w$()/.-]+):(.*)$", text, re.M)}
+    rules = {
+        m.group(1): m.group(2).split() for m in re.finditer(r"^([\w$()/.-]+):(.*)$", text, re.M)
+    }
     # Assert
     assert certs is not None and certs.group(1) == "runs/certs"
     assert "$(CERTS)/api-keys.json" in rules["demo"] and "$(CERTS)/api-keys.json" in rules["perf"]
-    assert "$(BIN)/copur keys init $(CERTS)" in text.split("$(CERTS)/api-keys.json: | install", 1)[1].splitlines()[1]
+    assert (
+        "$(BIN)/copur keys init $(CERTS)"
+        in text.split("$(CERTS)/api-keys.json: | install", 1)[1].splitlines()[1]
+    )

@@ -1,8 +1,9 @@
-"""deploy/k8s agrees with the topology file (deploy/cluster.yaml) and is valid Kubernetes, checked offline.
+"""deploy/k8s agrees with the topology file (deploy/cluster.yaml) and is valid Kubernetes,
+checked offline.
 
 Every manifest document is validated against the strict Kubernetes JSON schemas that the
-kubernetes-validate package ships (no network), for an old-but-supported minor and the newest one it has.
-"""
+kubernetes-validate package ships (no network), for an old-but-supported minor and the newest one
+it has."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ K8S = REPO / "deploy" / "k8s"
 TOPOLOGY_FILE = REPO / "deploy" / "cluster.yaml"
 TOPOLOGY = load_topology(TOPOLOGY_FILE, env={})
 
-# Native gRPC probes are GA since 1.27; 1.28 is the oldest minor we promise, latest_version() the newest shipped.
+# Native gRPC probes are GA since 1.27; 1.28 is the oldest minor we promise, latest_version() the
+# newest shipped.
 K8S_VERSIONS = ("1.28", kubernetes_validate.latest_version())
 IMAGE = "copur:latest"
 BUNDLE = "/bundle/mfeat"
@@ -35,13 +37,17 @@ FUSION_ENV = {
     "COPUR_BUNDLE": BUNDLE,
     "COPUR_TLS_DIR": CERTS,
 }
-TRAINER_COMMAND = f"test -f {BUNDLE}/calibration.json || copur train --dataset mfeat --out {BUNDLE} --no-progress"
+TRAINER_COMMAND = (
+    f"test -f {BUNDLE}/calibration.json || copur train --dataset mfeat --out {BUNDLE} --no-progress"
+)
 
 Doc = dict[str, Any]
 
 
 def _manifest_files() -> list[Path]:
-    return sorted(p for p in K8S.iterdir() if p.suffix in {".yaml", ".yml"} and p.name != "kustomization.yaml")
+    return sorted(
+        p for p in K8S.iterdir() if p.suffix in {".yaml", ".yml"} and p.name != "kustomization.yaml"
+    )
 
 
 def _load_documents() -> list[tuple[str, Doc]]:
@@ -72,7 +78,8 @@ def _main_container(deployment: Doc) -> Doc:
 
 
 def _port_number(container: Doc, port: int | str) -> int:
-    """A probe's / Service's target port as a number: a number, or the name of one of the container's ports."""
+    """A probe's / Service's target port as a number: a number, or the name of one of the
+    container's ports."""
     if isinstance(port, int):
         return port
     named = {p["name"]: p["containerPort"] for p in container.get("ports", []) if "name" in p}
@@ -85,7 +92,8 @@ def _container_ports(container: Doc) -> set[int]:
 
 
 def _exec_probe_target(probe: Doc) -> int | None:
-    """The port of an exec `copur probe --grpc 127.0.0.1:PORT ...` probe; None for any other probe."""
+    """The port of an exec `copur probe --grpc 127.0.0.1:PORT ...` probe; None for any other
+    probe."""
     command = probe.get("exec", {}).get("command", [])
     if command[:2] != ["copur", "probe"] or "--grpc" not in command:
         return None
@@ -93,7 +101,8 @@ def _exec_probe_target(probe: Doc) -> int | None:
 
 
 def _grpc_probe_ports(container: Doc) -> dict[str, int]:
-    """Probe kind -> port, for gRPC health probes: exec `copur probe --grpc` (mTLS) or native gRPC."""
+    """Probe kind -> port, for gRPC health probes: exec `copur probe --grpc` (mTLS) or native
+    gRPC."""
     out = {}
     for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
         probe = container.get(kind, {})
@@ -128,12 +137,16 @@ def _check_service_matches(name: str, expected_ports: set[int]) -> None:
     assert name in services, f"no Service {name}"
     assert name in deployments, f"no Deployment {name}"
     service = services[name]
-    assert _selected_deployments(service) == [name], f"Service {name} must select exactly Deployment {name}'s pods"
+    assert _selected_deployments(service) == [name], (
+        f"Service {name} must select exactly Deployment {name}'s pods"
+    )
     container = _main_container(deployments[name])
     ports = _service_ports(service)
     assert set(ports) == expected_ports
     for port, target in ports.items():
-        assert _port_number(container, target) == port, f"Service {name} port {port} targets {target}"
+        assert _port_number(container, target) == port, (
+            f"Service {name} port {port} targets {target}"
+        )
 
 
 def _expected_roles(topology: Topology) -> set[str]:
@@ -142,12 +155,15 @@ def _expected_roles(topology: Topology) -> set[str]:
     return parties | adversaries | {service_name("fusion")}
 
 
-# --- schemas -------------------------------------------------------------------------------------------
+# --- schemas
+# -------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 @pytest.mark.parametrize(("where", "doc"), DOCUMENTS, ids=[w for w, _ in DOCUMENTS])
-def test_manifest_is_valid_against_the_kubernetes_schema(where: str, doc: Doc, version: str) -> None:
+def test_manifest_is_valid_against_the_kubernetes_schema(
+    where: str, doc: Doc, version: str
+) -> None:
     kubernetes_validate.validate(doc, version, strict=True)
 
 
@@ -168,7 +184,8 @@ def test_there_are_manifests_and_every_document_is_a_kubernetes_object() -> None
         assert doc["metadata"].get("name"), where
 
 
-# --- kustomize -----------------------------------------------------------------------------------------
+# --- kustomize
+# -----------------------------------------------------------------------------------------
 
 
 def test_kustomization_lists_every_manifest_file() -> None:
@@ -189,7 +206,9 @@ def test_kustomization_lists_every_manifest_file() -> None:
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="no kubectl on PATH")
 def test_kustomize_builds_the_directory() -> None:
     # Execute
-    built = subprocess.run(["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, timeout=120)
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, timeout=120
+    )
 
     # Assert
     assert built.returncode == 0, built.stderr
@@ -197,7 +216,8 @@ def test_kustomize_builds_the_directory() -> None:
     assert objects == {(d["kind"], d["metadata"]["name"]) for _, d in DOCUMENTS}
 
 
-# --- labels, names ------------------------------------------------------------------------------------
+# --- labels, names
+# ------------------------------------------------------------------------------------
 
 
 def test_every_object_is_labelled_and_names_are_unique_per_kind() -> None:
@@ -239,11 +259,14 @@ def test_pod_template_labels_match_selector_and_component(name: str) -> None:
     assert deployment["metadata"]["labels"]["app.kubernetes.io/component"] == role
 
 
-# --- pods: image, bundle, security, resources ----------------------------------------------------------
+# --- pods: image, bundle, security, resources
+# ----------------------------------------------------------
 
 
 def _pod_specs() -> dict[str, Doc]:
-    pods = {f"Deployment/{n}": d["spec"]["template"]["spec"] for n, d in _objects("Deployment").items()}
+    pods = {
+        f"Deployment/{n}": d["spec"]["template"]["spec"] for n, d in _objects("Deployment").items()
+    }
     pods |= {f"Job/{n}": d["spec"]["template"]["spec"] for n, d in _objects("Job").items()}
     return pods
 
@@ -257,16 +280,22 @@ def test_pods_run_the_image_as_non_root_with_resources_and_the_bundle(owner: str
     # Execute
     containers = pod.get("initContainers", []) + pod["containers"]
     bundle_claims = {
-        v["persistentVolumeClaim"]["claimName"] for v in pod.get("volumes", []) if "persistentVolumeClaim" in v
+        v["persistentVolumeClaim"]["claimName"]
+        for v in pod.get("volumes", [])
+        if "persistentVolumeClaim" in v
     }
 
     # Assert
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert bundle_claims and bundle_claims <= claims, f"{owner} mounts a claim that is not defined: {bundle_claims}"
+    assert bundle_claims and bundle_claims <= claims, (
+        f"{owner} mounts a claim that is not defined: {bundle_claims}"
+    )
     for container in containers:
         assert container["image"] == IMAGE
         for bound in ("requests", "limits"):
-            assert {"cpu", "memory"} <= container["resources"][bound].keys(), f"{owner}/{container['name']}"
+            assert {"cpu", "memory"} <= container["resources"][bound].keys(), (
+                f"{owner}/{container['name']}"
+            )
         assert any(m["mountPath"] == "/bundle" for m in container["volumeMounts"])
 
 
@@ -289,7 +318,9 @@ def test_trainer_job_writes_the_bundle_once() -> None:
 def test_long_running_pods_wait_for_the_bundle(name: str) -> None:
     pod = _objects("Deployment")[name]["spec"]["template"]["spec"]
     waits = [" ".join(c["command"]) for c in pod.get("initContainers", [])]
-    assert any(f"{BUNDLE}/manifest.json" in w for w in waits), f"{name} does not wait for the trainer's bundle"
+    assert any(f"{BUNDLE}/manifest.json" in w for w in waits), (
+        f"{name} does not wait for the trainer's bundle"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(_objects("Deployment")))
@@ -300,21 +331,28 @@ def test_every_probe_targets_a_declared_container_port(name: str) -> None:
 
     # Execute
     probes = {
-        kind: container[kind] for kind in ("startupProbe", "readinessProbe", "livenessProbe") if kind in container
+        kind: container[kind]
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe")
+        if kind in container
     }
     targets = {
         kind: _exec_probe_target(probe)
-        or _port_number(container, (probe.get("grpc") or probe.get("httpGet") or probe.get("tcpSocket"))["port"])
+        or _port_number(
+            container, (probe.get("grpc") or probe.get("httpGet") or probe.get("tcpSocket"))["port"]
+        )
         for kind, probe in probes.items()
     }
 
     # Assert
     assert {"readinessProbe", "livenessProbe"} <= probes.keys()
     for kind, port in targets.items():
-        assert port in declared, f"{name}: {kind} probes port {port}, which the container does not declare"
+        assert port in declared, (
+            f"{name}: {kind} probes port {port}, which the container does not declare"
+        )
 
 
-# --- roles ---------------------------------------------------------------------------------------------
+# --- roles
+# ---------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("party", TOPOLOGY.parties, ids=lambda p: service_name("party", p.index))
@@ -341,7 +379,9 @@ def test_party_deployment_and_service(party: Any) -> None:
     _check_service_matches(name, {party.port})
 
 
-@pytest.mark.parametrize("adversary", TOPOLOGY.adversaries, ids=lambda a: service_name("adversary", a.party))
+@pytest.mark.parametrize(
+    "adversary", TOPOLOGY.adversaries, ids=lambda a: service_name("adversary", a.party)
+)
 def test_adversary_deployment_and_service(adversary: Any) -> None:
     # Prepare
     name = service_name("adversary", adversary.party)
@@ -364,7 +404,9 @@ def test_adversary_deployment_and_service(adversary: Any) -> None:
     assert _http_probe(container, "readinessProbe") == ("/readyz", adversary.control_port)
     assert _http_probe(container, "livenessProbe") == ("/healthz", adversary.control_port)
     assert adversary.port in _grpc_probe_ports(container).values()
-    assert deployment["spec"].get("replicas", 1) == 1, "the attack policy is per process: one replica"
+    assert deployment["spec"].get("replicas", 1) == 1, (
+        "the attack policy is per process: one replica"
+    )
     _check_service_matches(name, {adversary.port, adversary.control_port})
 
 
@@ -403,7 +445,10 @@ def _configmap_files(pod: Doc, container: Doc) -> dict[str, tuple[str, str]]:
             if mount["subPath"] in paths:
                 files[mount["mountPath"]] = (source["name"], paths[mount["subPath"]])
         else:
-            files |= {f"{mount['mountPath'].rstrip('/')}/{p}": (source["name"], k) for p, k in paths.items()}
+            files |= {
+                f"{mount['mountPath'].rstrip('/')}/{p}": (source["name"], k)
+                for p, k in paths.items()
+            }
     return files
 
 
@@ -428,7 +473,9 @@ def test_configmap_holds_the_topology_file_verbatim() -> None:
     # Assert
     assert set(data) == {"cluster.yaml"}
     assert yaml.safe_load(data["cluster.yaml"]) == yaml.safe_load(expected_text)
-    assert data["cluster.yaml"] == expected_text, "deploy/k8s/configmap.yaml is out of date with deploy/cluster.yaml"
+    assert data["cluster.yaml"] == expected_text, (
+        "deploy/k8s/configmap.yaml is out of date with deploy/cluster.yaml"
+    )
 
 
 def test_fusion_resolves_every_party_to_a_service_port(tmp_path: Path) -> None:
@@ -436,7 +483,9 @@ def test_fusion_resolves_every_party_to_a_service_port(tmp_path: Path) -> None:
     config = tmp_path / "cluster.yaml"
     config.write_text(_objects("ConfigMap")["copur-topology"]["data"]["cluster.yaml"])
     container = _main_container(_objects("Deployment")["fusion"])
-    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}  # not the Secret-backed ones
+    env = {
+        e["name"]: e["value"] for e in container["env"] if "value" in e
+    }  # not the Secret-backed ones
 
     # Execute
     topology = load_topology(config, env=env)
@@ -451,12 +500,13 @@ def test_fusion_resolves_every_party_to_a_service_port(tmp_path: Path) -> None:
         assert int(port) in _service_ports(services[host]), f"Service {host} has no port {port}"
 
 
-# --- mTLS ----------------------------------------------------------------------------------------------
+# --- mTLS
+# ----------------------------------------------------------------------------------------------
 
 
 def _secret_files(pod: Doc, container: Doc) -> dict[str, tuple[str, str]]:
-    """Files the container sees from Secrets: mount path -> (Secret name, key); a Secret without items is
-    reported as its mount directory -> (name, "*")."""
+    """Files the container sees from Secrets: mount path -> (Secret name, key); a Secret without
+    items is reported as its mount directory -> (name, "*")."""
     volumes = {v["name"]: v["secret"] for v in pod.get("volumes", []) if "secret" in v}
     files = {}
     for mount in container.get("volumeMounts", []):
@@ -465,7 +515,10 @@ def _secret_files(pod: Doc, container: Doc) -> dict[str, tuple[str, str]]:
             continue
         items = source.get("items") or [{"key": "*", "path": ""}]
         for item in items:
-            files[f"{mount['mountPath'].rstrip('/')}/{item['path']}".rstrip("/")] = (source["secretName"], item["key"])
+            files[f"{mount['mountPath'].rstrip('/')}/{item['path']}".rstrip("/")] = (
+                source["secretName"],
+                item["key"],
+            )
     return files
 
 
@@ -473,7 +526,9 @@ def _secret_files(pod: Doc, container: Doc) -> dict[str, tuple[str, str]]:
 def test_every_pod_mounts_only_the_ca_and_its_own_key_pair(name: str) -> None:
     # Prepare
     deployment = _objects("Deployment")[name]
-    expected = {f"{CERTS}/{f}": (CERTS_SECRET, f) for f in ("ca.pem", f"{name}.pem", f"{name}-key.pem")}
+    expected = {
+        f"{CERTS}/{f}": (CERTS_SECRET, f) for f in ("ca.pem", f"{name}.pem", f"{name}-key.pem")
+    }
 
     # Execute
     files = _secret_files(deployment["spec"]["template"]["spec"], _main_container(deployment))
@@ -484,11 +539,14 @@ def test_every_pod_mounts_only_the_ca_and_its_own_key_pair(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(_objects("Deployment")))
 def test_grpc_probes_present_the_pods_own_certificate(name: str) -> None:
-    # Prepare: Kubernetes' native gRPC probes cannot present a client certificate, which mTLS servers demand
+    # Prepare: Kubernetes' native gRPC probes cannot present a client certificate, which mTLS
+    # servers demand
     container = _main_container(_objects("Deployment")[name])
 
     # Execute
-    probes = [container[k] for k in ("startupProbe", "readinessProbe", "livenessProbe") if k in container]
+    probes = [
+        container[k] for k in ("startupProbe", "readinessProbe", "livenessProbe") if k in container
+    ]
     native = [p for p in probes if "grpc" in p]
     execs = [p["exec"]["command"] for p in probes if _exec_probe_target(p) is not None]
 
@@ -507,7 +565,8 @@ def test_every_role_serves_mtls_from_the_mounted_certificates(name: str, tmp_pat
     command = container["command"]
     env = {e["name"]: e.get("value") for e in container.get("env", [])}
 
-    # Execute: parties and adversaries get flags; the fusion reads the topology (ConfigMap + its env)
+    # Execute: parties and adversaries get flags; the fusion reads the topology (ConfigMap + its
+    # env)
     if command[1] == "fusion":
         config = tmp_path / "cluster.yaml"
         config.write_text(_objects("ConfigMap")["copur-topology"]["data"]["cluster.yaml"])
@@ -532,11 +591,19 @@ def test_hpa_scales_the_fusion_deployment_on_cpu() -> None:
 
     # Assert
     assert hpa["apiVersion"] == "autoscaling/v2"
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "fusion"}
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "fusion",
+    }
     assert 1 <= hpa["spec"].get("minReplicas", 1) <= hpa["spec"]["maxReplicas"]
     assert any(
-        m["type"] == "Resource" and m["resource"]["name"] == "cpu" and m["resource"]["target"]["type"] == "Utilization"
+        m["type"] == "Resource"
+        and m["resource"]["name"] == "cpu"
+        and m["resource"]["target"]["type"] == "Utilization"
         for m in metrics
     )
-    assert "cpu" in _main_container(fusion)["resources"]["requests"], "CPU utilisation needs a CPU request"
+    assert "cpu" in _main_container(fusion)["resources"]["requests"], (
+        "CPU utilisation needs a CPU request"
+    )
     assert "replicas" not in fusion["spec"], "the HPA owns the fusion's replica count"

@@ -1,5 +1,6 @@
-"""The gateway batcher: a lone job leaves at once, jobs arriving while the slots are busy go out as one
-batch, a failing ``process`` fails its jobs without killing the batcher, batching off is one job a batch."""
+"""The gateway batcher: a lone job leaves at once, jobs arriving while the slots are busy go out
+as one batch, a failing ``process`` fails its jobs without killing the batcher, batching off
+is one job a batch."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""The fusion center's front doors against a real handler over real parties: API keys (401 / 403 / 429),
-open probes, OpenAPI's bearer scheme, every kind of bad input a 4xx with a one-line detail, the body limit,
-and the gRPC door's ``authorization`` metadata."""
+"""The fusion center's front doors against a real handler over real parties: API keys (401 / 403
+/ 429), open probes, OpenAPI's bearer scheme, every kind of bad input a 4xx with a one-line
+detail, the body limit, and the gRPC door's ``authorization`` metadata."""
 
 from __future__ import annotations
 
@@ -65,7 +65,8 @@ def _detail(response: httpx.Response) -> str:
     return detail
 
 
-# --- keys and scopes ---------------------------------------------------------------------------------------
+# --- keys and scopes
+# ---------------------------------------------------------------------------------------
 
 
 def test_predict_without_a_key_is_401_and_asks_for_a_bearer_token(door: FrontDoor) -> None:
@@ -77,7 +78,9 @@ def test_predict_without_a_key_is_401_and_asks_for_a_bearer_token(door: FrontDoo
     assert "missing API key" in _detail(response)
 
 
-@pytest.mark.parametrize("authorization", ["Bearer not-a-key", "Bearer", "Basic dXNlcjpwYXNz", "not-a-key"])
+@pytest.mark.parametrize(
+    "authorization", ["Bearer not-a-key", "Bearer", "Basic dXNlcjpwYXNz", "not-a-key"]
+)
 def test_a_wrong_or_malformed_key_is_401(door: FrontDoor, authorization: str) -> None:
     # Execute
     response = _predict(door, None, headers={"Authorization": authorization})
@@ -89,7 +92,9 @@ def test_a_wrong_or_malformed_key_is_401(door: FrontDoor, authorization: str) ->
 
 def test_the_key_is_checked_before_the_body_is_read(door: FrontDoor) -> None:
     # Execute: malformed JSON of the wrong media type, oversized, without a key
-    response = _predict(door, None, content=b"{" * (2 * MAX_BODY), headers={"Content-Type": "text/plain"})
+    response = _predict(
+        door, None, content=b"{" * (2 * MAX_BODY), headers={"Content-Type": "text/plain"}
+    )
     # Assert
     assert response.status_code == 401
 
@@ -124,24 +129,42 @@ def test_probes_metrics_and_docs_stay_open(door: FrontDoor, path: str) -> None:
     assert response.status_code == 200
 
 
-def test_openapi_documents_the_bearer_scheme_on_the_guarded_operations_only(door: FrontDoor) -> None:
+def test_openapi_documents_the_bearer_scheme_on_the_guarded_operations_only(
+    door: FrontDoor,
+) -> None:
     # Execute
     spec = httpx.get(f"{door.url}/openapi.json", timeout=10).json()
     # Assert
     schemes = spec["components"]["securitySchemes"]
-    assert schemes == {"apiKey": {"type": "http", "scheme": "bearer", "description": schemes["apiKey"]["description"]}}
+    assert schemes == {
+        "apiKey": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": schemes["apiKey"]["description"],
+        }
+    }
     assert spec["paths"]["/v1/predict"]["post"]["security"] == [{"apiKey": []}]
     assert spec["paths"]["/v1/parties"]["get"]["security"] == [{"apiKey": []}]
-    assert all("security" not in spec["paths"][p]["get"] for p in ("/healthz", "/readyz", "/metrics"))
-    body = spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert all(
+        "security" not in spec["paths"][p]["get"] for p in ("/healthz", "/readyz", "/metrics")
+    )
+    body = spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"][
+        "schema"
+    ]
     assert body["required"] == ["sample_ids"]
-    assert {"401", "403", "413", "415", "422", "429"} <= set(spec["paths"]["/v1/predict"]["post"]["responses"])
+    assert {"401", "403", "413", "415", "422", "429"} <= set(
+        spec["paths"]["/v1/predict"]["post"]["responses"]
+    )
 
 
-def test_over_its_rate_a_key_gets_429_with_retry_after_then_recovers(door: FrontDoor, keys: Keys) -> None:
+def test_over_its_rate_a_key_gets_429_with_retry_after_then_recovers(
+    door: FrontDoor, keys: Keys
+) -> None:
     # Prepare: rate 2/s, burst 4; cheap requests (refused for their media type after the key check)
     def send() -> httpx.Response:
-        return _predict(door, keys.throttled_http, content=b"x", headers={"Content-Type": "text/plain"})
+        return _predict(
+            door, keys.throttled_http, content=b"x", headers={"Content-Type": "text/plain"}
+        )
 
     # Execute
     burst = [send() for _ in range(5)]
@@ -155,7 +178,8 @@ def test_over_its_rate_a_key_gets_429_with_retry_after_then_recovers(door: Front
     assert after.status_code == 415
 
 
-# --- bad input -------------------------------------------------------------------------------------------
+# --- bad input
+# -------------------------------------------------------------------------------------------
 
 JSON = {"Content-Type": "application/json"}
 BAD_INPUT = [
@@ -163,20 +187,74 @@ BAD_INPUT = [
     ("empty body", b"", JSON, 400, "request body is empty"),
     ("deep nesting", b"[" * 2000 + b"]" * 2000, JSON, 400, "malformed JSON body"),
     ("not UTF-8", b'{"sample_ids": [1], "defense": "\xff"}', JSON, 400, "malformed JSON body"),
-    ("wrong type in list", b'{"sample_ids": [1, "2"]}', JSON, 422, "sample_ids[1]: Input should be a valid integer"),
-    ("bool as id", b'{"sample_ids": [true]}', JSON, 422, "sample_ids[0]: Input should be a valid integer"),
-    ("ids not a list", b'{"sample_ids": "1"}', JSON, 422, "sample_ids: Input should be a valid list"),
+    (
+        "wrong type in list",
+        b'{"sample_ids": [1, "2"]}',
+        JSON,
+        422,
+        "sample_ids[1]: Input should be a valid integer",
+    ),
+    (
+        "bool as id",
+        b'{"sample_ids": [true]}',
+        JSON,
+        422,
+        "sample_ids[0]: Input should be a valid integer",
+    ),
+    (
+        "ids not a list",
+        b'{"sample_ids": "1"}',
+        JSON,
+        422,
+        "sample_ids: Input should be a valid list",
+    ),
     ("missing ids", b'{"defense": "none"}', JSON, 422, "sample_ids: Field required"),
-    ("extra field", b'{"sample_ids": [1], "colour": 1}', JSON, 422, "colour: Extra inputs are not permitted"),
+    (
+        "extra field",
+        b'{"sample_ids": [1], "colour": 1}',
+        JSON,
+        422,
+        "colour: Extra inputs are not permitted",
+    ),
     ("not an object", b"[1, 2]", JSON, 422, "Input should be a valid dictionary"),
-    ("certify not bool", b'{"sample_ids": [1], "certify": "yes"}', JSON, 422, "certify: Input should be a valid"),
+    (
+        "certify not bool",
+        b'{"sample_ids": [1], "certify": "yes"}',
+        JSON,
+        422,
+        "certify: Input should be a valid",
+    ),
     ("empty ids", b'{"sample_ids": []}', JSON, 400, "sample_ids is empty"),
     ("duplicate ids", b'{"sample_ids": [4, 7, 4, 9, 7]}', JSON, 400, "duplicate sample ids: 4, 7"),
     ("unknown ids", b'{"sample_ids": [1, 99999, -3]}', JSON, 404, "unknown sample ids: 99999, -3"),
-    ("unknown defense", b'{"sample_ids": [1], "defense": "magic\\nwand"}', JSON, 400, "unknown defense 'magic\\nwand'"),
-    ("too many ids", f'{{"sample_ids": {list(range(MAX_IDS + 1))}}}'.encode(), JSON, 413, "the limit is 50"),
-    ("text/plain", b'{"sample_ids": [1]}', {"Content-Type": "text/plain"}, 415, "must be application/json"),
-    ("form", b"sample_ids=1", {"Content-Type": "application/x-www-form-urlencoded"}, 415, "must be application/json"),
+    (
+        "unknown defense",
+        b'{"sample_ids": [1], "defense": "magic\\nwand"}',
+        JSON,
+        400,
+        "unknown defense 'magic\\nwand'",
+    ),
+    (
+        "too many ids",
+        f'{{"sample_ids": {list(range(MAX_IDS + 1))}}}'.encode(),
+        JSON,
+        413,
+        "the limit is 50",
+    ),
+    (
+        "text/plain",
+        b'{"sample_ids": [1]}',
+        {"Content-Type": "text/plain"},
+        415,
+        "must be application/json",
+    ),
+    (
+        "form",
+        b"sample_ids=1",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        415,
+        "must be application/json",
+    ),
 ]
 
 
@@ -203,7 +281,9 @@ def test_the_unknown_defense_detail_names_the_known_ones(door: FrontDoor, keys: 
 
 def test_a_missing_content_type_is_415(door: FrontDoor, keys: Keys) -> None:
     # Execute: httpx sends raw bytes without a Content-Type
-    response = httpx.post(f"{door.url}/v1/predict", content=b'{"sample_ids": [1]}', headers=_bearer(keys.predict))
+    response = httpx.post(
+        f"{door.url}/v1/predict", content=b'{"sample_ids": [1]}', headers=_bearer(keys.predict)
+    )
     # Assert
     assert response.status_code == 415
     assert "not missing" in _detail(response)
@@ -216,10 +296,15 @@ def test_an_oversized_body_is_413_by_its_declared_length(door: FrontDoor, keys: 
     response = _predict(door, keys.predict, content=body, headers=JSON)
     # Assert
     assert response.status_code == 413
-    assert _detail(response) == f"request body of {len(body)} bytes exceeds the limit of {MAX_BODY} bytes"
+    assert (
+        _detail(response)
+        == f"request body of {len(body)} bytes exceeds the limit of {MAX_BODY} bytes"
+    )
 
 
-def test_an_oversized_chunked_body_is_413_without_reading_it_all(door: FrontDoor, keys: Keys) -> None:
+def test_an_oversized_chunked_body_is_413_without_reading_it_all(
+    door: FrontDoor, keys: Keys
+) -> None:
     # Prepare: no Content-Length (chunked), far more than the limit
     sent = []
 
@@ -235,19 +320,26 @@ def test_an_oversized_chunked_body_is_413_without_reading_it_all(door: FrontDoor
     assert _detail(response) == f"request body exceeds the limit of {MAX_BODY} bytes"
 
 
-# --- gRPC ------------------------------------------------------------------------------------------------
+# --- gRPC
+# ------------------------------------------------------------------------------------------------
 
 
 def _grpc_predict(door: FrontDoor, metadata: tuple[tuple[str, str], ...]) -> Any:
     with grpc.insecure_channel(door.grpc) as channel:
         stub = fusion_pb2_grpc.FusionServiceStub(channel)
-        return stub.Predict(predict_request_to_proto([3, 5], "none", False), timeout=30, metadata=metadata)
+        return stub.Predict(
+            predict_request_to_proto([3, 5], "none", False), timeout=30, metadata=metadata
+        )
 
 
 @pytest.mark.parametrize(
-    "metadata", [(), (("authorization", "Bearer not-a-key"),), (("authorization", "Basic x"),)], ids=str
+    "metadata",
+    [(), (("authorization", "Bearer not-a-key"),), (("authorization", "Basic x"),)],
+    ids=str,
 )
-def test_grpc_predict_without_a_valid_key_is_unauthenticated(door: FrontDoor, metadata: tuple) -> None:
+def test_grpc_predict_without_a_valid_key_is_unauthenticated(
+    door: FrontDoor, metadata: tuple
+) -> None:
     # Execute
     with pytest.raises(grpc.RpcError) as caught:
         _grpc_predict(door, metadata)
@@ -256,17 +348,23 @@ def test_grpc_predict_without_a_valid_key_is_unauthenticated(door: FrontDoor, me
     assert "API key" in caught.value.details() or "Bearer" in caught.value.details()
 
 
-def test_grpc_predict_with_a_predict_key_answers_and_health_stays_open(door: FrontDoor, keys: Keys) -> None:
+def test_grpc_predict_with_a_predict_key_answers_and_health_stays_open(
+    door: FrontDoor, keys: Keys
+) -> None:
     # Execute
     reply = _grpc_predict(door, (("authorization", f"Bearer {keys.predict}"),))
     with grpc.insecure_channel(door.grpc) as channel:
-        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=10
+        )
     # Assert
     assert [p.sample_id for p in predictions_from_proto(reply)] == [3, 5]
     assert health.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_grpc_over_the_rate_is_resource_exhausted_with_retry_after(door: FrontDoor, keys: Keys) -> None:
+def test_grpc_over_the_rate_is_resource_exhausted_with_retry_after(
+    door: FrontDoor, keys: Keys
+) -> None:
     # Prepare
     metadata = (("authorization", f"Bearer {keys.throttled_grpc}"),)
     # Execute: burst 4 spent, the fifth refused

@@ -1,9 +1,10 @@
-"""A party that answers garbage, in front of a real fusion handler: five honest parties (real party servers)
-and one fake party server on a real port whose answers are crafted per test. Every kind of garbage is a
-missing block: the answer is 200 with that party in ``missing_parties``, identical to a run where the party
-is down, the other parties' blocks reach the defense unchanged, and no NaN/Inf/absurd value ever reaches
-the defense (a spy on the worker checks every batch). Lies the protocol cannot see (rows of other ids, in
-another order) reach the defense as a valid block, which the purifier flags."""
+"""A party that answers garbage, in front of a real fusion handler: five honest parties (real
+party servers) and one fake party server on a real port whose answers are crafted per test.
+Every kind of garbage is a missing block: the answer is 200 with that party in
+``missing_parties``, identical to a run where the party is down, the other parties' blocks
+reach the defense unchanged, and no NaN/Inf/absurd value ever reaches the defense (a spy on
+the worker checks every batch). Lies the protocol cannot see (rows of other ids, in another
+order) reach the defense as a valid block, which the purifier flags."""
 
 from __future__ import annotations
 
@@ -39,15 +40,20 @@ T = TypeVar("T")
 Craft = Callable[[np.ndarray], party_pb2.EmbedResponse]
 
 
-# -- crafted answers -----------------------------------------------------------------------------------------
+# -- crafted answers
+# -----------------------------------------------------------------------------------------
 def answer(block: np.ndarray, party: int = LIAR) -> party_pb2.EmbedResponse:
     """A well-formed answer carrying ``block`` (any shape) as float32."""
     return embed_response(block, party)
 
 
-def raw(data: bytes, shape: tuple[int, ...] | list[int], dtype: str = "float32") -> party_pb2.EmbedResponse:
+def raw(
+    data: bytes, shape: tuple[int, ...] | list[int], dtype: str = "float32"
+) -> party_pb2.EmbedResponse:
     """An answer whose tensor fields are exactly these (nothing checked on the way out)."""
-    return party_pb2.EmbedResponse(embeddings=tensor_pb2.Tensor(data=data, shape=list(shape), dtype=dtype), party=LIAR)
+    return party_pb2.EmbedResponse(
+        embeddings=tensor_pb2.Tensor(data=data, shape=list(shape), dtype=dtype), party=LIAR
+    )
 
 
 def spoil_rows(value: float) -> Craft:
@@ -62,7 +68,8 @@ def spoil_rows(value: float) -> Craft:
 
 
 def quantised(block: np.ndarray) -> np.ndarray:
-    """8-bit codes 0..255 of the block (non-negative integers: read as float32, every one is subnormal)."""
+    """8-bit codes 0..255 of the block (non-negative integers: read as float32, every one is
+    subnormal)."""
     return np.clip(np.round(block * 127) + 128, 0, 255)
 
 
@@ -88,9 +95,15 @@ GARBAGE: dict[str, Craft] = {
     "float64 declared": lambda b: raw(b.astype("<f8").tobytes(), b.shape, "float64"),
     "float64 bytes declared float32": lambda b: raw(b.astype("<f8").tobytes(), b.shape),
     "float16 bytes declared float32": lambda b: raw(b.astype("<f2").tobytes(), b.shape),
-    "int32 bytes declared float32": lambda b: raw(np.round(b * 1000).astype("<i4").tobytes(), b.shape),
-    "8-bit codes as int32 declared float32": lambda b: raw(quantised(b).astype("<i4").tobytes(), b.shape),
-    "int64 bytes declared float32": lambda b: raw(np.round(b * 1000).astype("<i8").tobytes(), b.shape),
+    "int32 bytes declared float32": lambda b: raw(
+        np.round(b * 1000).astype("<i4").tobytes(), b.shape
+    ),
+    "8-bit codes as int32 declared float32": lambda b: raw(
+        quantised(b).astype("<i4").tobytes(), b.shape
+    ),
+    "int64 bytes declared float32": lambda b: raw(
+        np.round(b * 1000).astype("<i8").tobytes(), b.shape
+    ),
     "big-endian float32": lambda b: raw(b.astype(">f4").tobytes(), b.shape),
     "dtype spelled f4": lambda b: raw(b.astype("<f4").tobytes(), b.shape, "f4"),
     "dtype empty": lambda b: raw(b.astype("<f4").tobytes(), b.shape, ""),
@@ -116,23 +129,28 @@ UNSEEN_LIES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-# -- the fake party and the fusion center --------------------------------------------------------------------
+# -- the fake party and the fusion center
+# --------------------------------------------------------------------
 class FakeParty(party_pb2_grpc.PartyServiceServicer):
-    """Party LIAR's real extractor behind a switch: ``craft`` turns its honest block into the answer sent;
-    None makes it unavailable (the reference for a missing block)."""
+    """Party LIAR's real extractor behind a switch: ``craft`` turns its honest block into the
+    answer sent; None makes it unavailable (the reference for a missing block)."""
 
     def __init__(self, core: PartyCore) -> None:
         self.core = core
         self.craft: Craft | None = answer
 
-    def Embed(self, request: party_pb2.EmbedRequest, context: grpc.ServicerContext) -> party_pb2.EmbedResponse:
+    def Embed(
+        self, request: party_pb2.EmbedRequest, context: grpc.ServicerContext
+    ) -> party_pb2.EmbedResponse:
         block = self.core.embed_ids(list(request.sample_ids))
         craft = self.craft
         if craft is None:
             context.abort(grpc.StatusCode.UNAVAILABLE, "party is down")
         return craft(block)
 
-    def Info(self, request: party_pb2.InfoRequest, context: grpc.ServicerContext) -> party_pb2.PartyInfo:
+    def Info(
+        self, request: party_pb2.InfoRequest, context: grpc.ServicerContext
+    ) -> party_pb2.PartyInfo:
         return party_info_to_proto(self.core.info)
 
 
@@ -143,7 +161,9 @@ class Spy:
     calls: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
     def wrap(self, run_sync: Callable[..., DefenseResult]) -> Callable[..., DefenseResult]:
-        def spied(h: np.ndarray, observed: np.ndarray, defense: str, certify: bool) -> DefenseResult:
+        def spied(
+            h: np.ndarray, observed: np.ndarray, defense: str, certify: bool
+        ) -> DefenseResult:
             self.calls.append((h.copy(), observed.copy()))
             return run_sync(h, observed, defense, certify)
 
@@ -164,14 +184,18 @@ class Fusion:
     def __init__(self, handler: FusionHandler, spy: Spy) -> None:
         self.handler, self.spy = handler, spy
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="fusion-loop", daemon=True)
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="fusion-loop", daemon=True
+        )
         self.thread.start()
         self.call(handler.start())
         self.client = self.call(self._client())
 
     async def _client(self) -> httpx.AsyncClient:
         # API keys (when the front door has them) are not what is tested here: the app runs without.
-        open_door = {"auth": None} if "auth" in inspect.signature(create_http_app).parameters else {}
+        open_door = (
+            {"auth": None} if "auth" in inspect.signature(create_http_app).parameters else {}
+        )
         app = create_http_app(self.handler, **open_door)
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://fc")
 
@@ -183,8 +207,15 @@ class Fusion:
         self.spy.calls.clear()
         r = self.call(self.client.post("/v1/predict", json={"sample_ids": ids, "defense": "copur"}))
         assert len(self.spy.calls) <= 1
-        h, observed = self.spy.calls[0] if self.spy.calls else (np.zeros((0, 0)), np.zeros((0, M), bool))
-        return Answer(r.status_code, r.json().get("predictions", []) if r.status_code == 200 else [], h, observed)
+        h, observed = (
+            self.spy.calls[0] if self.spy.calls else (np.zeros((0, 0)), np.zeros((0, M), bool))
+        )
+        return Answer(
+            r.status_code,
+            r.json().get("predictions", []) if r.status_code == 200 else [],
+            h,
+            observed,
+        )
 
     def close(self) -> None:
         self.call(self.client.aclose())
@@ -195,7 +226,11 @@ class Fusion:
 
 @pytest.fixture(scope="module")
 def cluster(mfeat_bundle_dir: Path, mfeat_bundle: Bundle) -> Iterator[tuple[Fusion, FakeParty]]:
-    honest = [PartyApp(core=PartyCore.from_bundle(mfeat_bundle_dir, i)).start() for i in range(M) if i != LIAR]
+    honest = [
+        PartyApp(core=PartyCore.from_bundle(mfeat_bundle_dir, i)).start()
+        for i in range(M)
+        if i != LIAR
+    ]
     fake = FakeParty(PartyCore.from_bundle(mfeat_bundle_dir, LIAR))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     party_pb2_grpc.add_PartyServiceServicer_to_server(fake, server)
@@ -207,7 +242,9 @@ def cluster(mfeat_bundle_dir: Path, mfeat_bundle: Bundle) -> Iterator[tuple[Fusi
     worker = Worker(mfeat_bundle, device=torch.device("cpu"))
     worker.run_sync = spy.wrap(worker.run_sync)  # type: ignore[method-assign]
     node = FusionNode(min_parties=4, deadline_ms=10_000, max_delay_ms=1)
-    handler = FusionHandler(bundle=mfeat_bundle, worker=worker, settings=FusionSettings(node=node, targets=targets))
+    handler = FusionHandler(
+        bundle=mfeat_bundle, worker=worker, settings=FusionSettings(node=node, targets=targets)
+    )
     fusion = Fusion(handler, spy)
     yield fusion, fake
     fusion.close()
@@ -232,14 +269,16 @@ def references(cluster: tuple[Fusion, FakeParty]) -> dict[str, Answer]:
     return {"honest": honest, "down": down}
 
 
-# -- checks --------------------------------------------------------------------------------------------------
+# -- checks
+# --------------------------------------------------------------------------------------------------
 def _block(h: np.ndarray, party: int) -> np.ndarray:
     e = h.shape[1] // M
     return h[:, party * e : (party + 1) * e]
 
 
 def assert_sane_defense_input(fusion: Fusion, got: Answer) -> None:
-    """Nothing non-finite, subnormal or above a party's norm bound reached the defense; unobserved is zero."""
+    """Nothing non-finite, subnormal or above a party's norm bound reached the defense;
+    unobserved is zero."""
     assert got.h.dtype == np.float32 and np.isfinite(got.h).all()
     assert not ((got.h != 0) & (np.abs(got.h) < np.finfo(np.float32).tiny)).any()
     assert fusion.handler.pool is not None
@@ -254,7 +293,9 @@ def assert_same_predictions(got: list[dict[str, Any]], want: list[dict[str, Any]
     for key in ("label", "flagged_parties", "missing_parties"):
         assert [p[key] for p in got] == [p[key] for p in want], key
     for key in ("probabilities", "party_scores"):
-        np.testing.assert_allclose([p[key] for p in got], [p[key] for p in want], atol=1e-5, err_msg=key)
+        np.testing.assert_allclose(
+            [p[key] for p in got], [p[key] for p in want], atol=1e-5, err_msg=key
+        )
 
 
 def _run(cluster: tuple[Fusion, FakeParty], craft: Craft) -> Answer:
@@ -266,7 +307,8 @@ def _run(cluster: tuple[Fusion, FakeParty], craft: Craft) -> Answer:
         fake.craft = answer
 
 
-# -- tests ---------------------------------------------------------------------------------------------------
+# -- tests
+# --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", list(GARBAGE))
 def test_a_garbage_answer_is_a_missing_block(
     cluster: tuple[Fusion, FakeParty], references: dict[str, Answer], kind: str
@@ -281,7 +323,10 @@ def test_a_garbage_answer_is_a_missing_block(
     assert all(p["missing_parties"] == [LIAR] for p in got.predictions)
     assert_same_predictions(got.predictions, down.predictions)
     assert_sane_defense_input(fusion, got)
-    assert not got.observed[:, LIAR].any() and got.observed[:, [i for i in range(M) if i != LIAR]].all()
+    assert (
+        not got.observed[:, LIAR].any()
+        and got.observed[:, [i for i in range(M) if i != LIAR]].all()
+    )
     for i in range(M):
         expected = np.zeros_like(_block(honest.h, i)) if i == LIAR else _block(honest.h, i)
         np.testing.assert_array_equal(_block(got.h, i), expected)
@@ -297,13 +342,22 @@ def test_garbage_rows_are_missing_rows(
     good = [r for r in range(len(IDS)) if r not in BAD_ROWS]
     # Execute
     got = _run(cluster, ROW_GARBAGE[kind])
-    # Assert: the spoiled rows are missing the liar's block (as if it were down), the others are untouched
+    # Assert: the spoiled rows are missing the liar's block (as if it were down), the others are
+    # untouched
     assert got.status == 200
-    assert [p["missing_parties"] for p in got.predictions] == [[LIAR] if r in BAD_ROWS else [] for r in range(40)]
-    assert_same_predictions([got.predictions[r] for r in BAD_ROWS], [down.predictions[r] for r in BAD_ROWS])
-    assert_same_predictions([got.predictions[r] for r in good], [honest.predictions[r] for r in good])
+    assert [p["missing_parties"] for p in got.predictions] == [
+        [LIAR] if r in BAD_ROWS else [] for r in range(40)
+    ]
+    assert_same_predictions(
+        [got.predictions[r] for r in BAD_ROWS], [down.predictions[r] for r in BAD_ROWS]
+    )
+    assert_same_predictions(
+        [got.predictions[r] for r in good], [honest.predictions[r] for r in good]
+    )
     assert_sane_defense_input(fusion, got)
-    np.testing.assert_array_equal(got.observed[:, LIAR], [r not in BAD_ROWS for r in range(len(IDS))])
+    np.testing.assert_array_equal(
+        got.observed[:, LIAR], [r not in BAD_ROWS for r in range(len(IDS))]
+    )
     np.testing.assert_array_equal(got.h[good], honest.h[good])
 
 
@@ -317,7 +371,8 @@ def test_valid_looking_rows_of_other_samples_are_flagged(
     lie = UNSEEN_LIES[kind]
     # Execute
     got = _run(cluster, lambda b: answer(np.ascontiguousarray(lie(b))))
-    # Assert: observed (the protocol carries no ids to check), never NaN; the purifier outvotes the lie
+    # Assert: observed (the protocol carries no ids to check), never NaN; the purifier outvotes the
+    # lie
     # (labels as in the honest run; measured: all 40) and flags many of the rows (measured: 40-50 %)
     assert got.status == 200
     assert all(p["missing_parties"] == [] for p in got.predictions)
@@ -340,5 +395,8 @@ def test_the_liar_is_counted_in_the_party_failures(cluster: tuple[Fusion, FakePa
     parties = fusion.call(fusion.client.get("/v1/parties")).json()["parties"]
     metrics = fusion.call(fusion.client.get("/metrics")).text
     # Assert
-    assert parties[LIAR]["failures"] >= 1 and "non-finite values in 40 of 40 rows" in parties[LIAR]["last_error"]
+    assert (
+        parties[LIAR]["failures"] >= 1
+        and "non-finite values in 40 of 40 rows" in parties[LIAR]["last_error"]
+    )
     assert f'copur_party_failures_total{{party="{LIAR}",reason="invalid"}}' in metrics

@@ -1,10 +1,11 @@
-"""Fuzz the fusion center's HTTP API from its own OpenAPI document (schemathesis): schema-valid and
-schema-violating requests against a real handler over real parties. With a valid key nothing is a 5xx and
-every answer matches the documented schema; without a key every guarded operation answers only 401.
+"""Fuzz the fusion center's HTTP API from its own OpenAPI document (schemathesis): schema-valid
+and schema-violating requests against a real handler over real parties. With a valid key
+nothing is a 5xx and every answer matches the documented schema; without a key every guarded
+operation answers only 401.
 
 Each operation's cases come from ``APIOperation.as_strategy`` under a bounded Hypothesis run
-(``MAX_EXAMPLES`` per operation and generation mode, derandomized); schemathesis's pytest loader is not
-used (its lazy fixtures read ``Function._nodeid``, which pytest 9 removed)."""
+(``MAX_EXAMPLES`` per operation and generation mode, derandomized); schemathesis's pytest loader
+is not used (its lazy fixtures read ``Function._nodeid``, which pytest 9 removed)."""
 
 from __future__ import annotations
 
@@ -16,14 +17,21 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
-from schemathesis.checks import negative_data_rejection, not_a_server_error, response_schema_conformance
+from schemathesis.checks import (
+    negative_data_rejection,
+    not_a_server_error,
+    response_schema_conformance,
+)
 
 from frontdoor import FrontDoor, serve_front_door
 
 MAX_EXAMPLES = 30
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
 SETTINGS = settings(
-    max_examples=MAX_EXAMPLES, deadline=10_000, suppress_health_check=list(HealthCheck), derandomize=True
+    max_examples=MAX_EXAMPLES,
+    deadline=10_000,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
 )
 
 
@@ -41,11 +49,16 @@ def _operations(door: FrontDoor, path_regex: str | None = None) -> list[Any]:
 
 
 def _fuzz(operations: list[Any], check: Callable[[Any], None]) -> list[str]:
-    """Run ``check`` on MAX_EXAMPLES generated cases per operation and mode; the labels of what ran."""
+    """Run ``check`` on MAX_EXAMPLES generated cases per operation and mode; the labels of what
+    ran."""
     ran = []
     for operation in operations:
         # An operation without a body or parameters has no input to violate: positive cases only.
-        modes = MODES if len(operation.body) or any(True for _ in operation.iter_parameters()) else MODES[:1]
+        modes = (
+            MODES
+            if len(operation.body) or any(True for _ in operation.iter_parameters())
+            else MODES[:1]
+        )
         for mode in modes:
 
             @SETTINGS
@@ -72,7 +85,11 @@ def test_with_the_admin_key_nothing_is_a_server_error_and_answers_match_the_sche
 
     # Execute / Assert (call_and_validate raises on a failed check)
     ran = _fuzz(operations, check)
-    assert {"POST /v1/predict positive", "POST /v1/predict negative", "GET /healthz positive"} <= set(ran)
+    assert {
+        "POST /v1/predict positive",
+        "POST /v1/predict negative",
+        "GET /healthz positive",
+    } <= set(ran)
 
 
 def test_without_a_key_every_guarded_operation_answers_401(door: FrontDoor) -> None:
@@ -80,10 +97,20 @@ def test_without_a_key_every_guarded_operation_answers_401(door: FrontDoor) -> N
     operations = _operations(door, path_regex="^/v1/")
 
     def check(case: Any) -> None:
-        case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
+        case.headers = {
+            k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"
+        }
         response = case.call()
-        assert response.status_code == 401, (case.method, case.path, response.status_code, response.text)
+        assert response.status_code == 401, (
+            case.method,
+            case.path,
+            response.status_code,
+            response.text,
+        )
 
     # Execute / Assert
     ran = _fuzz(operations, check)
-    assert sorted({label.rsplit(" ", 1)[0] for label in ran}) == ["GET /v1/parties", "POST /v1/predict"]
+    assert sorted({label.rsplit(" ", 1)[0] for label in ran}) == [
+        "GET /v1/parties",
+        "POST /v1/predict",
+    ]

@@ -28,7 +28,9 @@ def test_nan_inf_and_absurd_norms_invalidate_only_their_rows() -> None:
 
 def test_subnormal_values_integer_bytes_read_as_float32_invalidate_their_rows() -> None:
     block = np.ones((3, 4), np.float32)
-    block[1] = np.arange(4, dtype="<i4").view("<f4")  # the int32s 0..3 as float32: 0 and three subnormals
+    block[1] = np.arange(4, dtype="<i4").view(
+        "<f4"
+    )  # the int32s 0..3 as float32: 0 and three subnormals
     block[2, 0] = 0.0  # an exact zero is a value like any other
 
     valid, reason = validate_block(block, n=3, emb_dim=4, max_norm=10)

@@ -30,7 +30,9 @@ def test_embed_by_ids_matches_the_bundle_extractor(party2, mfeat_bundle: Bundle)
     reply = stub.Embed(embed_request([5, 0, 1999]))
 
     with torch.no_grad():
-        expected = mfeat_bundle.models.extractors[2](torch.as_tensor(data.features[2][[5, 0, 1999]])).numpy()
+        expected = mfeat_bundle.models.extractors[2](
+            torch.as_tensor(data.features[2][[5, 0, 1999]])
+        ).numpy()
     assert reply.party == 2
     np.testing.assert_allclose(array_from_proto(reply.embeddings), expected, rtol=1e-5, atol=1e-5)
     assert probe_grpc(f"127.0.0.1:{app.port}")
@@ -52,12 +54,22 @@ def test_oversized_and_malformed_requests_are_refused(party2) -> None:
     with pytest.raises(grpc.RpcError) as big:
         stub.Embed(embed_request(list(range(101))))
     with pytest.raises(grpc.RpcError) as shape:
-        stub.EmbedFeatures(party_pb2.EmbedFeaturesRequest(features=array_to_proto(np.zeros((2, 5)))))
+        stub.EmbedFeatures(
+            party_pb2.EmbedFeaturesRequest(features=array_to_proto(np.zeros((2, 5))))
+        )
     with pytest.raises(grpc.RpcError) as nan:
-        stub.EmbedFeatures(party_pb2.EmbedFeaturesRequest(features=array_to_proto(np.full((1, 64), np.nan))))
+        stub.EmbedFeatures(
+            party_pb2.EmbedFeaturesRequest(features=array_to_proto(np.full((1, 64), np.nan)))
+        )
 
-    assert big.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "limit is 100" in big.value.details()
-    assert shape.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "(n, 64)" in shape.value.details()
+    assert (
+        big.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        and "limit is 100" in big.value.details()
+    )
+    assert (
+        shape.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        and "(n, 64)" in shape.value.details()
+    )
     assert "NaN" in nan.value.details()
 
 
@@ -66,4 +78,10 @@ def test_info_describes_the_party(party2) -> None:
 
     info = stub.Info(party_pb2.InfoRequest())
 
-    assert (info.index, info.name, info.feature_dim, info.emb_dim, info.num_parties) == (2, "kar", 64, 16, 6)
+    assert (info.index, info.name, info.feature_dim, info.emb_dim, info.num_parties) == (
+        2,
+        "kar",
+        64,
+        16,
+        6,
+    )

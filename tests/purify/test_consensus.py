@@ -1,4 +1,5 @@
-"""The default purifier ``copur``: consensus of the parties against the consistency bank, then decoding."""
+"""The default purifier ``copur``: consensus of the parties against the consistency bank, then
+decoding."""
 
 import dataclasses
 import itertools
@@ -15,7 +16,8 @@ M, E = 6, 16
 
 
 def _mimic(h: torch.Tensor, donors: torch.Tensor, parties: tuple[int, ...]) -> torch.Tensor:
-    """h with the blocks of ``parties`` taken from ``donors`` (one donor row per sample, shared by the liars)."""
+    """h with the blocks of ``parties`` taken from ``donors`` (one donor row per sample, shared
+    by the liars)."""
     out = h.clone()
     for p in parties:
         out[:, p * E : (p + 1) * E] = donors[:, p * E : (p + 1) * E]
@@ -48,7 +50,8 @@ def test_costs_floor_exact_matches_and_charge_the_penalty() -> None:
 
     cost, nearest = hypothesis_costs(units, observed, keep, neighbours=1, penalty=2.5)
 
-    # All kept: row 1 sums 6 (the exact match of row 0 earns nothing below 1 per block). Hiding party 2: row 0
+    # All kept: row 1 sums 6 (the exact match of row 0 earns nothing below 1 per block). Hiding
+    # party 2: row 0
     # or 2 sum to 2, plus 2.5 for the hidden block.
     torch.testing.assert_close(cost, torch.tensor([[6.0, 4.5]]))
     assert nearest.shape == (1, 2, 1) and int(nearest[0, 0, 0]) == 1
@@ -71,11 +74,14 @@ def test_unit_is_the_median_block_distance_to_the_nearest_row() -> None:
 
     unit = nearest_unit(clean, rows, 2, torch.ones(2))
 
-    # Nearest rows: 0, 1, 0; block distances (1, 3), (1, 0), (2, 0): medians 1 and 0 (clamped to 1e-6).
+    # Nearest rows: 0, 1, 0; block distances (1, 3), (1, 0), (2, 0): medians 1 and 0 (clamped to
+    # 1e-6).
     torch.testing.assert_close(unit, torch.tensor([1.0, 1e-6]))
 
 
-def test_clean_samples_keep_almost_every_block_and_are_rarely_flagged(engine: Engine, test_batch) -> None:
+def test_clean_samples_keep_almost_every_block_and_are_rarely_flagged(
+    engine: Engine, test_batch
+) -> None:
     h, y = test_batch
     full = torch.ones(len(h), M, dtype=torch.bool)
 
@@ -87,7 +93,9 @@ def test_clean_samples_keep_almost_every_block_and_are_rarely_flagged(engine: En
 
 
 @pytest.mark.parametrize("liars", [(1,), (4,), (1, 2), (0, 5)])
-def test_colluding_liars_copying_a_real_sample_are_outvoted(engine: Engine, test_batch, liars) -> None:
+def test_colluding_liars_copying_a_real_sample_are_outvoted(
+    engine: Engine, test_batch, liars
+) -> None:
     h, y = test_batch
     full = torch.ones(len(h), M, dtype=torch.bool)
     lied = _mimic(h, _other_class_donors(engine, y), liars)
@@ -98,8 +106,10 @@ def test_colluding_liars_copying_a_real_sample_are_outvoted(engine: Engine, test
     accuracy = float((consensus.labels == y).float().mean())
     assert accuracy >= (0.95 if len(liars) == 1 else 0.85)
     assert accuracy >= float((l21.labels == y).float().mean())
-    # Flags need the lie to be far beyond what honest blocks of that party reach; mfeat's 6-feature `mor`
-    # (party 5) has honest blocks far from every training sample 1 time in 100 already, so its lies are
+    # Flags need the lie to be far beyond what honest blocks of that party reach; mfeat's 6-feature
+    # `mor`
+    # (party 5) has honest blocks far from every training sample 1 time in 100 already, so its lies
+    # are
     # excluded (the answer holds) without being called lies.
     loud = [p for p in liars if p != 5]
     assert float(consensus.flagged[:, loud].float().mean()) >= 0.6
@@ -144,7 +154,8 @@ def test_large_batches_are_chunked_with_the_same_answer(engine: Engine, test_bat
 
 
 def test_the_choice_is_straight_through_for_gradient_attacks(engine: Engine, test_batch) -> None:
-    # The liar's block is hidden (no forward influence), yet the backward pass tells it how to get kept.
+    # The liar's block is hidden (no forward influence), yet the backward pass tells it how to get
+    # kept.
     h, _ = test_batch
     x = h[:8].clone()
     x[:, 16:32] *= -10
@@ -162,7 +173,9 @@ def test_without_a_bank_it_refuses_in_one_line(engine: Engine) -> None:
     base = engine.purifier("copur")
 
     with pytest.raises(ConfigError, match="consistency bank"):
-        ConsensusPurifier(autoencoder=engine.models.autoencoder, num_parties=M, block_scale=base.block_scale)
+        ConsensusPurifier(
+            autoencoder=engine.models.autoencoder, num_parties=M, block_scale=base.block_scale
+        )
 
 
 def test_tolerance_and_neighbours_are_configurable(engine: Engine) -> None:

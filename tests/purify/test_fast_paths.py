@@ -114,7 +114,9 @@ def test_robust_fast_path_on_random_inputs(missing: bool) -> None:
 
 @pytest.mark.parametrize("missing", [False, True])
 @pytest.mark.parametrize("name", ["copur", "copur-ref"])
-def test_fast_paths_on_the_mfeat_bundle(engine: Engine, test_batch, name: str, missing: bool) -> None:
+def test_fast_paths_on_the_mfeat_bundle(
+    engine: Engine, test_batch, name: str, missing: bool
+) -> None:
     h, _ = test_batch
     h = h[:40]
     observed = _missing(len(h), M) if missing else torch.ones(len(h), M, dtype=torch.bool)
@@ -140,8 +142,9 @@ def test_fast_path_output_is_usable_in_autograd(engine: Engine, test_batch) -> N
 
 @pytest.mark.parametrize("stop_grad", [0.1, 0.2])
 def test_reference_fast_path_with_staggered_early_stops(stop_grad: float) -> None:
-    """The bench's NUS-WIDE-shaped AE: all 100 steps at the default threshold, rows stopping at different
-    steps at 0.2 (the compaction and the step in the first layer's pre-activation), autograd's iterates."""
+    """The bench's NUS-WIDE-shaped AE: all 100 steps at the default threshold, rows stopping at
+    different steps at 0.2 (the compaction and the step in the first layer's pre-activation),
+    autograd's iterates."""
     from copur.evaluation.bench.purifier import nus_autoencoder, nus_inputs
     from copur.science.purify import ReferenceConfig
 

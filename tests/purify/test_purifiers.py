@@ -33,7 +33,9 @@ def test_copur_on_clean_input_is_close_to_the_ae_output(engine: Engine, test_bat
 
 @pytest.mark.parametrize("name", ["copur", "copur-l21"])
 @pytest.mark.parametrize("party", range(M))
-def test_copur_recovers_from_one_flipped_party_and_flags_it(engine: Engine, test_batch, party: int, name: str) -> None:
+def test_copur_recovers_from_one_flipped_party_and_flags_it(
+    engine: Engine, test_batch, party: int, name: str
+) -> None:
     h, y = test_batch
     full = torch.ones(len(h), M, dtype=torch.bool)
 
@@ -69,7 +71,9 @@ def test_copur_rows_are_independent_of_the_batch(engine: Engine, test_batch, nam
     full = torch.ones(len(h), M, dtype=torch.bool)
 
     batched = engine.purifier(name).purify(h, full).h
-    single = torch.cat([engine.purifier(name).purify(h[i : i + 1], full[:1]).h for i in range(len(h))])
+    single = torch.cat(
+        [engine.purifier(name).purify(h[i : i + 1], full[:1]).h for i in range(len(h))]
+    )
 
     torch.testing.assert_close(batched, single, rtol=1e-4, atol=1e-4)
 
@@ -91,12 +95,16 @@ def test_reference_stops_early_per_sample(engine: Engine, test_batch) -> None:
     out = stopped.purify(h, full).h
 
     with torch.no_grad():
-        expected = engine.models.autoencoder(engine.models.autoencoder(engine.models.autoencoder(h)))
+        expected = engine.models.autoencoder(
+            engine.models.autoencoder(engine.models.autoencoder(h))
+        )
     torch.testing.assert_close(out, expected)
 
 
 @pytest.mark.parametrize("name", sorted(PURIFIERS))
-def test_differentiable_mode_passes_gradients_to_the_input(engine: Engine, test_batch, name: str) -> None:
+def test_differentiable_mode_passes_gradients_to_the_input(
+    engine: Engine, test_batch, name: str
+) -> None:
     h, _ = test_batch
     x = h[:4].clone().requires_grad_(True)
     full = torch.ones(4, M, dtype=torch.bool)

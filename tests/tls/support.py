@@ -18,7 +18,10 @@ from copur_client.v1 import party_pb2, party_pb2_grpc
 __all__ = ["NAMES", "call_info", "make_certs", "tiny_party", "without_client_cert"]
 
 NAMES = ["party-0", "party-1", "party-2", "adversary-1", "adversary-2", "fusion", "client"]
-_LOCAL_POOL = ("grpc.use_local_subchannel_pool", 1)  # no connection shared between the tests' channels
+_LOCAL_POOL = (
+    "grpc.use_local_subchannel_pool",
+    1,
+)  # no connection shared between the tests' channels
 
 
 def make_certs(directory: Path) -> Path:
@@ -32,9 +35,17 @@ def tiny_party(index: int, *, tls: TlsIdentity | None, port: int = 0) -> PartyAp
     torch.manual_seed(index)
     extractor = PartyExtractor(in_dim=4, hidden=8, emb_dim=3).eval()
     info = PartyInfo(
-        index=index, name=f"p{index}", feature_dim=4, emb_dim=3, dataset="tiny", num_samples=10, num_parties=3
+        index=index,
+        name=f"p{index}",
+        feature_dim=4,
+        emb_dim=3,
+        dataset="tiny",
+        num_samples=10,
+        num_parties=3,
     )
-    core = PartyCore(extractor=extractor, features=np.ones((10, 4), np.float32), info=info, max_ids=100)
+    core = PartyCore(
+        extractor=extractor, features=np.ones((10, 4), np.float32), info=info, max_ids=100
+    )
     return PartyApp(core=core, port=port, tls=tls).start()
 
 
@@ -43,12 +54,20 @@ def without_client_cert(identity: TlsIdentity) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(root_certificates=identity.ca)
 
 
-def call_info(target: str, credentials: grpc.ChannelCredentials | None, *, server_name: str | None = None) -> int:
-    """Ask ``target``'s PartyService/Info; the party index on success, or the failing call's status raised."""
-    options = [_LOCAL_POOL, *([("grpc.ssl_target_name_override", server_name)] if server_name else [])]
+def call_info(
+    target: str, credentials: grpc.ChannelCredentials | None, *, server_name: str | None = None
+) -> int:
+    """Ask ``target``'s PartyService/Info; the party index on success, or the failing call's
+    status raised."""
+    options = [
+        _LOCAL_POOL,
+        *([("grpc.ssl_target_name_override", server_name)] if server_name else []),
+    ]
     if credentials is None:
         chan = grpc.insecure_channel(target, options=options)
     else:
         chan = grpc.secure_channel(target, credentials, options=options)
     with chan:
-        return int(party_pb2_grpc.PartyServiceStub(chan).Info(party_pb2.InfoRequest(), timeout=5).index)
+        return int(
+            party_pb2_grpc.PartyServiceStub(chan).Info(party_pb2.InfoRequest(), timeout=5).index
+        )

@@ -1,5 +1,6 @@
-"""The adversary proxy under mTLS: its gRPC server admits only certificates from the cluster's CA, and it
-reaches its party over mTLS with its own certificate, refusing an upstream the CA did not certify."""
+"""The adversary proxy under mTLS: its gRPC server admits only certificates from the cluster's
+CA, and it reaches its party over mTLS with its own certificate, refusing an upstream the CA
+did not certify."""
 
 from __future__ import annotations
 
@@ -43,7 +44,10 @@ def adversary(upstream: PartyApp, mfeat_bundle_dir: Path, certs: Path) -> Iterat
 
 
 def _embed(target: str, credentials: grpc.ChannelCredentials, server_name: str) -> np.ndarray:
-    options = [("grpc.ssl_target_name_override", server_name), ("grpc.use_local_subchannel_pool", 1)]
+    options = [
+        ("grpc.ssl_target_name_override", server_name),
+        ("grpc.use_local_subchannel_pool", 1),
+    ]
     with grpc.secure_channel(target, credentials, options=options) as chan:
         reply = party_pb2_grpc.PartyServiceStub(chan).Embed(embed_request(IDS), timeout=10)
     return array_from_proto(reply.embeddings)
@@ -55,7 +59,9 @@ def _refused(call: Callable[[], object]) -> grpc.StatusCode:
     return info.value.code()
 
 
-def test_forwards_the_fusion_over_mtls_to_its_party(adversary: AdversaryApp, upstream: PartyApp, certs: Path) -> None:
+def test_forwards_the_fusion_over_mtls_to_its_party(
+    adversary: AdversaryApp, upstream: PartyApp, certs: Path
+) -> None:
     # Prepare: policy none, so the answer is the party's own
     fusion = load_identity(certs, "fusion").channel_credentials()
 
@@ -69,12 +75,20 @@ def test_forwards_the_fusion_over_mtls_to_its_party(adversary: AdversaryApp, ups
 
 
 def test_refuses_a_plaintext_client(adversary: AdversaryApp) -> None:
-    assert _refused(lambda: call_info(f"127.0.0.1:{adversary.port}", None)) == grpc.StatusCode.UNAVAILABLE
+    assert (
+        _refused(lambda: call_info(f"127.0.0.1:{adversary.port}", None))
+        == grpc.StatusCode.UNAVAILABLE
+    )
 
 
-def test_refuses_a_tls_client_without_a_client_certificate(adversary: AdversaryApp, certs: Path) -> None:
+def test_refuses_a_tls_client_without_a_client_certificate(
+    adversary: AdversaryApp, certs: Path
+) -> None:
     anonymous = without_client_cert(load_identity(certs, "fusion"))
-    assert _refused(lambda: call_info(f"127.0.0.1:{adversary.port}", anonymous)) == grpc.StatusCode.UNAVAILABLE
+    assert (
+        _refused(lambda: call_info(f"127.0.0.1:{adversary.port}", anonymous))
+        == grpc.StatusCode.UNAVAILABLE
+    )
 
 
 def test_refuses_a_client_certificate_from_another_ca(
@@ -83,11 +97,16 @@ def test_refuses_a_client_certificate_from_another_ca(
     # Prepare
     stranger = load_identity(foreign_certs, "fusion")
     credentials = grpc.ssl_channel_credentials(
-        root_certificates=load_identity(certs, "fusion").ca, private_key=stranger.key, certificate_chain=stranger.cert
+        root_certificates=load_identity(certs, "fusion").ca,
+        private_key=stranger.key,
+        certificate_chain=stranger.cert,
     )
 
     # Execute / Assert
-    assert _refused(lambda: call_info(f"127.0.0.1:{adversary.port}", credentials)) == grpc.StatusCode.UNAVAILABLE
+    assert (
+        _refused(lambda: call_info(f"127.0.0.1:{adversary.port}", credentials))
+        == grpc.StatusCode.UNAVAILABLE
+    )
 
 
 def test_does_not_talk_to_an_upstream_certified_by_another_ca(

@@ -1,5 +1,5 @@
-"""`copur certs init`: a CA and one key pair per service, private keys 0600, the SANs every link dials by,
-and no silent replacement of an existing CA."""
+"""`copur certs init`: a CA and one key pair per service, private keys 0600, the SANs every link
+dials by, and no silent replacement of an existing CA."""
 
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ def _cert(path: Path) -> x509.Certificate:
 
 def _sans(cert: x509.Certificate) -> set[str]:
     ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    return set(ext.get_values_for_type(x509.DNSName)) | {str(ip) for ip in ext.get_values_for_type(x509.IPAddress)}
+    return set(ext.get_values_for_type(x509.DNSName)) | {
+        str(ip) for ip in ext.get_values_for_type(x509.IPAddress)
+    }
 
 
 def _init(*args: str) -> tuple[int, str]:
@@ -46,7 +48,11 @@ def test_init_writes_a_ca_and_a_key_pair_per_service_of_the_topology(tmp_path: P
 
     # Assert
     assert code == 0, output
-    expected = {"ca.pem", "ca-key.pem"} | {f"{n}.pem" for n in EXPECTED} | {f"{n}-key.pem" for n in EXPECTED}
+    expected = (
+        {"ca.pem", "ca-key.pem"}
+        | {f"{n}.pem" for n in EXPECTED}
+        | {f"{n}-key.pem" for n in EXPECTED}
+    )
     assert {p.name for p in out.iterdir()} == expected
     for key in out.glob("*-key.pem"):
         assert stat.S_IMODE(key.stat().st_mode) == 0o600, key.name
@@ -67,7 +73,9 @@ def test_each_certificate_names_its_service_loopback_and_extra_hosts(tmp_path: P
     topology = str(REPO / "deploy" / "cluster.yaml")
 
     # Execute
-    code, output = _init(str(out), "--topology", topology, "--host", "copur.example.org", "--host", "10.1.2.3")
+    code, output = _init(
+        str(out), "--topology", topology, "--host", "copur.example.org", "--host", "10.1.2.3"
+    )
 
     # Assert
     assert code == 0, output
@@ -80,19 +88,31 @@ def test_each_certificate_names_its_service_loopback_and_extra_hosts(tmp_path: P
             "copur.example.org",
             "10.1.2.3",
         }
-    ips = _cert(out / "fusion.pem").extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert ipaddress.ip_address("10.1.2.3") in ips.get_values_for_type(x509.IPAddress)  # an IP SAN, not a DNS name
+    ips = (
+        _cert(out / "fusion.pem")
+        .extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        .value
+    )
+    assert ipaddress.ip_address("10.1.2.3") in ips.get_values_for_type(
+        x509.IPAddress
+    )  # an IP SAN, not a DNS name
 
 
 def test_several_topologies_get_the_union_of_their_services(tmp_path: Path) -> None:
     # Prepare
-    topologies = [load_topology(REPO / "deploy" / f, env={}) for f in ("cluster.yaml", "cluster-scenarios.yaml")]
+    topologies = [
+        load_topology(REPO / "deploy" / f, env={})
+        for f in ("cluster.yaml", "cluster-scenarios.yaml")
+    ]
 
     # Execute
     names = service_names(topologies)
 
     # Assert: the scenario topology puts an adversary in front of every party
-    assert names == [f"party-{i}" for i in range(6)] + [f"adversary-{i}" for i in range(6)] + ["fusion", "client"]
+    assert names == [f"party-{i}" for i in range(6)] + [f"adversary-{i}" for i in range(6)] + [
+        "fusion",
+        "client",
+    ]
 
 
 def test_an_existing_ca_is_not_replaced_without_force(tmp_path: Path) -> None:
@@ -108,7 +128,8 @@ def test_an_existing_ca_is_not_replaced_without_force(tmp_path: Path) -> None:
     assert code == 2
     assert (
         output.strip()
-        == f"error: {out / 'ca.pem'} already exists: pass --force to replace the CA and every certificate"
+        == f"error: {out / 'ca.pem'} already exists: pass --force to replace the CA and every "
+        "certificate"
     )
     assert ((out / "ca.pem").read_bytes(), (out / "party-0-key.pem").read_bytes()) == before
 

@@ -1,5 +1,5 @@
-"""The fusion center's gRPC front door under mTLS, the client library's ``tls`` option, and the CLI's
-``--tls-dir`` / ``--tls-mode`` flags (predict, probe, party, adversary)."""
+"""The fusion center's gRPC front door under mTLS, the client library's ``tls`` option, and the
+CLI's ``--tls-dir`` / ``--tls-mode`` flags (predict, probe, party, adversary)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ class FakeHandler:
 
 @pytest.fixture(scope="module")
 def front_door(certs: Path) -> Iterator[str]:
-    """The real asyncio gRPC front door serving mTLS as ``fusion`` on 127.0.0.1 (in its own loop thread)."""
+    """The real asyncio gRPC front door serving mTLS as ``fusion`` on 127.0.0.1 (in its own loop
+    thread)."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -89,7 +90,9 @@ def test_plaintext_client_is_refused(front_door: str) -> None:
         client.predict([1])
 
 
-def test_client_pinning_the_server_name_refuses_another_service(front_door: str, certs: Path) -> None:
+def test_client_pinning_the_server_name_refuses_another_service(
+    front_door: str, certs: Path
+) -> None:
     # Prepare: the server holds the `fusion` certificate; the client insists on `party-0`
     tls = GrpcTls.from_dir(certs, server_name="party-0")
 
@@ -105,7 +108,9 @@ def test_a_missing_client_file_is_a_client_error_naming_it(front_door: str, tmp_
 
 def test_predict_command_over_mtls(front_door: str, certs: Path) -> None:
     # Execute
-    code, text = predict_command("http://unused", [7], None, False, True, front_door, GrpcTls.from_dir(certs))
+    code, text = predict_command(
+        "http://unused", [7], None, False, True, front_door, GrpcTls.from_dir(certs)
+    )
 
     # Assert
     assert code == 0, text
@@ -115,31 +120,46 @@ def test_predict_command_over_mtls(front_door: str, certs: Path) -> None:
 def test_cli_predict_takes_tls_dir_from_flag_or_environment(front_door: str, certs: Path) -> None:
     # Execute
     runner = CliRunner()
-    flag = runner.invoke(app, ["predict", "--grpc", front_door, "--tls-dir", str(certs), "--json", "2"], env={})
-    env = runner.invoke(app, ["predict", "--grpc", front_door, "--json", "8"], env={"COPUR_TLS_DIR": str(certs)})
-    plain = runner.invoke(app, ["predict", "--grpc", front_door, "--json", "8"], env={"COPUR_TLS_DIR": ""})
+    flag = runner.invoke(
+        app, ["predict", "--grpc", front_door, "--tls-dir", str(certs), "--json", "2"], env={}
+    )
+    env = runner.invoke(
+        app, ["predict", "--grpc", front_door, "--json", "8"], env={"COPUR_TLS_DIR": str(certs)}
+    )
+    plain = runner.invoke(
+        app, ["predict", "--grpc", front_door, "--json", "8"], env={"COPUR_TLS_DIR": ""}
+    )
 
     # Assert
     assert flag.exit_code == 0 and '"label": 2' in flag.output, flag.output
     assert env.exit_code == 0 and '"label": 8' in env.output, env.output
-    assert plain.exit_code == 2 and plain.output.startswith("error: ") and "UNAVAILABLE" in plain.output
+    assert (
+        plain.exit_code == 2
+        and plain.output.startswith("error: ")
+        and "UNAVAILABLE" in plain.output
+    )
 
 
 def test_cli_probe_presents_the_named_key_pair(front_door: str, certs: Path) -> None:
     # Execute
     runner = CliRunner()
     mutual = runner.invoke(
-        app, ["probe", "--grpc", front_door, "--tls-dir", str(certs), "--tls-name", "client"], env={}
+        app,
+        ["probe", "--grpc", front_door, "--tls-dir", str(certs), "--tls-name", "client"],
+        env={},
     )
     plaintext = runner.invoke(app, ["probe", "--grpc", front_door, "--timeout", "3"], env={})
-    missing = runner.invoke(app, ["probe", "--grpc", front_door, "--tls-dir", str(certs), "--tls-name", "nobody"])
+    missing = runner.invoke(
+        app, ["probe", "--grpc", front_door, "--tls-dir", str(certs), "--tls-name", "nobody"]
+    )
 
     # Assert
     assert mutual.exit_code == 0, mutual.output
     assert plaintext.exit_code == 1
     assert missing.exit_code == 2
     assert (
-        missing.output.strip() == f"error: TLS file {certs / 'nobody.pem'} is missing: run `copur certs init {certs}`"
+        missing.output.strip()
+        == f"error: TLS file {certs / 'nobody.pem'} is missing: run `copur certs init {certs}`"
     )
 
 
@@ -147,18 +167,32 @@ def test_cli_party_refuses_plaintext_on_a_reachable_address(tmp_path: Path) -> N
     # Execute
     result = CliRunner().invoke(
         app,
-        ["party", "--bundle", str(tmp_path), "--party", "0", "--port", "1", "--host", "0.0.0.0", *PLAINTEXT],
+        [
+            "party",
+            "--bundle",
+            str(tmp_path),
+            "--party",
+            "0",
+            "--port",
+            "1",
+            "--host",
+            "0.0.0.0",
+            *PLAINTEXT,
+        ],
         env={},
     )
 
     # Assert
     assert result.exit_code == 2
     assert (
-        result.output.strip() == "error: --tls-mode plaintext on 0.0.0.0: plaintext gRPC is for loopback addresses only"
+        result.output.strip()
+        == "error: --tls-mode plaintext on 0.0.0.0: plaintext gRPC is for loopback addresses only"
     )
 
 
-def test_cli_party_without_its_key_pair_fails_before_loading_anything(tmp_path: Path, certs: Path) -> None:
+def test_cli_party_without_its_key_pair_fails_before_loading_anything(
+    tmp_path: Path, certs: Path
+) -> None:
     # Prepare: a CA but no party-3 key pair; the bundle does not exist either (checked later)
     folder = tmp_path / "certs"
     folder.mkdir()
@@ -167,14 +201,23 @@ def test_cli_party_without_its_key_pair_fails_before_loading_anything(tmp_path: 
     # Execute
     result = CliRunner().invoke(
         app,
-        ["party", "--bundle", str(tmp_path / "none"), "--party", "3", "--port", str(free_ports(1)[0])],
+        [
+            "party",
+            "--bundle",
+            str(tmp_path / "none"),
+            "--party",
+            "3",
+            "--port",
+            str(free_ports(1)[0]),
+        ],
         env={"COPUR_TLS_DIR": str(folder)},
     )
 
     # Assert
     assert result.exit_code == 2
     assert (
-        result.output.strip() == f"error: TLS file {folder / 'party-3.pem'} is missing: run `copur certs init {folder}`"
+        result.output.strip()
+        == f"error: TLS file {folder / 'party-3.pem'} is missing: run `copur certs init {folder}`"
     )
 
 
@@ -182,10 +225,21 @@ def test_cli_adversary_under_mtls_needs_its_party_index(tmp_path: Path) -> None:
     # Execute
     result = CliRunner().invoke(
         app,
-        ["adversary", "--upstream", "127.0.0.1:1", "--port", str(free_ports(1)[0]), "--bundle", str(tmp_path)],
+        [
+            "adversary",
+            "--upstream",
+            "127.0.0.1:1",
+            "--port",
+            str(free_ports(1)[0]),
+            "--bundle",
+            str(tmp_path),
+        ],
         env={},
     )
 
     # Assert
     assert result.exit_code == 2
-    assert result.output.strip() == "error: --party is required with mTLS: it picks the certificate adversary-<party>"
+    assert (
+        result.output.strip()
+        == "error: --party is required with mTLS: it picks the certificate adversary-<party>"
+    )

@@ -1,5 +1,5 @@
-"""A party serving mTLS on a real port answers only callers holding a certificate from the cluster's CA, and
-the fusion's side only accepts the party it meant to reach."""
+"""A party serving mTLS on a real port answers only callers holding a certificate from the
+cluster's CA, and the fusion's side only accepts the party it meant to reach."""
 
 from __future__ import annotations
 
@@ -33,7 +33,9 @@ def test_accepts_the_fusion_certificate(party: PartyApp, certs: Path) -> None:
     fusion = load_identity(certs, "fusion")
 
     # Execute
-    index = call_info(f"127.0.0.1:{party.port}", fusion.channel_credentials(), server_name="party-2")
+    index = call_info(
+        f"127.0.0.1:{party.port}", fusion.channel_credentials(), server_name="party-2"
+    )
 
     # Assert
     assert index == 2
@@ -58,11 +60,16 @@ def test_refuses_a_tls_client_without_a_client_certificate(party: PartyApp, cert
     assert code == grpc.StatusCode.UNAVAILABLE
 
 
-def test_refuses_a_client_certificate_from_another_ca(party: PartyApp, certs: Path, foreign_certs: Path) -> None:
-    # Prepare: a "fusion" certificate minted by a stranger's CA, which trusts our CA so only the server can object
+def test_refuses_a_client_certificate_from_another_ca(
+    party: PartyApp, certs: Path, foreign_certs: Path
+) -> None:
+    # Prepare: a "fusion" certificate minted by a stranger's CA, which trusts our CA so only the
+    # server can object
     stranger = load_identity(foreign_certs, "fusion")
     credentials = grpc.ssl_channel_credentials(
-        root_certificates=load_identity(certs, "fusion").ca, private_key=stranger.key, certificate_chain=stranger.cert
+        root_certificates=load_identity(certs, "fusion").ca,
+        private_key=stranger.key,
+        certificate_chain=stranger.cert,
     )
 
     # Execute
@@ -72,7 +79,9 @@ def test_refuses_a_client_certificate_from_another_ca(party: PartyApp, certs: Pa
     assert code == grpc.StatusCode.UNAVAILABLE
 
 
-def test_the_caller_refuses_a_party_certified_by_another_ca(certs: Path, foreign_certs: Path) -> None:
+def test_the_caller_refuses_a_party_certified_by_another_ca(
+    certs: Path, foreign_certs: Path
+) -> None:
     # Prepare: an impostor party whose certificate our CA never signed
     impostor = tiny_party(2, tls=load_identity(foreign_certs, "party-2"))
 
@@ -92,12 +101,18 @@ def test_the_caller_refuses_a_party_certified_by_another_ca(certs: Path, foreign
     assert code == grpc.StatusCode.UNAVAILABLE
 
 
-def test_the_caller_refuses_another_service_at_the_partys_address(party: PartyApp, certs: Path) -> None:
+def test_the_caller_refuses_another_service_at_the_partys_address(
+    party: PartyApp, certs: Path
+) -> None:
     # Prepare: the fusion expects party-0 at this address, but party-2 (same CA, other name) answers
     fusion = load_identity(certs, "fusion")
 
     # Execute
-    code = _refused(lambda: call_info(f"127.0.0.1:{party.port}", fusion.channel_credentials(), server_name="party-0"))
+    code = _refused(
+        lambda: call_info(
+            f"127.0.0.1:{party.port}", fusion.channel_credentials(), server_name="party-0"
+        )
+    )
 
     # Assert
     assert code == grpc.StatusCode.UNAVAILABLE
@@ -127,12 +142,16 @@ def test_plaintext_party_still_serves_in_process(certs: Path) -> None:
 
 
 @pytest.mark.parametrize("caller", ["fusion", "adversary-2", "party-2"])
-def test_serves_the_fusion_its_adversary_slot_and_itself(party: PartyApp, certs: Path, caller: str) -> None:
+def test_serves_the_fusion_its_adversary_slot_and_itself(
+    party: PartyApp, certs: Path, caller: str
+) -> None:
     # Prepare
     identity = load_identity(certs, caller)
 
     # Execute
-    index = call_info(f"127.0.0.1:{party.port}", identity.channel_credentials(), server_name="party-2")
+    index = call_info(
+        f"127.0.0.1:{party.port}", identity.channel_credentials(), server_name="party-2"
+    )
 
     # Assert
     assert index == 2

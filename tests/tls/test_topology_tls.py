@@ -1,5 +1,5 @@
-"""The topology's ``tls`` section: mTLS unless the file says plaintext, plaintext only on loopback, env
-overrides, and a missing key pair named with the command that creates it."""
+"""The topology's ``tls`` section: mTLS unless the file says plaintext, plaintext only on
+loopback, env overrides, and a missing key pair named with the command that creates it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ from copur.errors import ConfigError
 from copur.transport.tls.credentials import identity_for, load_identity
 from copur.transport.topology import is_loopback, load_topology
 
-BASE = {"bundle": "b", "parties": [{"index": 0, "port": 50051}], "fusion": {"http_port": 8080, "grpc_port": 50050}}
+BASE = {
+    "bundle": "b",
+    "parties": [{"index": 0, "port": 50051}],
+    "fusion": {"http_port": 8080, "grpc_port": 50050},
+}
 
 
 def _file(tmp_path: Path, **extra: object) -> Path:
@@ -41,11 +45,14 @@ def test_plaintext_on_a_reachable_address_is_refused(tmp_path: Path, host: str) 
     # Assert
     message = str(info.value)
     assert "\n" not in message
-    assert f"tls.mode plaintext with bind_host {host}: plaintext gRPC is for loopback only" in message
+    assert (
+        f"tls.mode plaintext with bind_host {host}: plaintext gRPC is for loopback only" in message
+    )
 
 
 def test_plaintext_by_environment_on_0_0_0_0_is_refused(tmp_path: Path) -> None:
-    # Prepare: the file says mtls; the container environment tries to turn it off while binding everywhere
+    # Prepare: the file says mtls; the container environment tries to turn it off while binding
+    # everywhere
     path = _file(tmp_path, tls={"mode": "mtls", "dir": "/certs"})
     env = {"COPUR_TLS_MODE": "plaintext", "COPUR_BIND_HOST": "0.0.0.0"}
 
@@ -96,13 +103,17 @@ def test_mtls_with_missing_files_names_the_file_and_the_fix(tmp_path: Path, cert
         identity_for(topology, "fusion")
 
     # Assert
-    assert str(info.value) == f"TLS file {folder / 'fusion-key.pem'} is missing: run `copur certs init {folder}`"
+    assert (
+        str(info.value)
+        == f"TLS file {folder / 'fusion-key.pem'} is missing: run `copur certs init {folder}`"
+    )
 
 
 def test_a_relative_dir_is_taken_from_the_working_directory(
     tmp_path: Path, certs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Prepare: like `bundle`, relative to where the process runs (the launcher's children inherit it)
+    # Prepare: like `bundle`, relative to where the process runs (the launcher's children inherit
+    # it)
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "certs").symlink_to(certs)
     topology = load_topology(_file(tmp_path), env={})

@@ -1,9 +1,9 @@
 """The ``copur`` command line: the composition root, the one place that may import every layer.
 
-One module per group of commands (:mod:`.model`, :mod:`.evaluate`, :mod:`.serve`, :mod:`.cluster`), registered
-here in the order ``copur --help`` lists them, plus the sub-apps ``bench``, ``certs``, ``keys`` and
-``scenario``. Domain errors print one line and exit 2; nothing runs at import.
-"""
+One module per group of commands (:mod:`.model`, :mod:`.evaluate`, :mod:`.serve`,
+:mod:`.cluster`), registered here in the order ``copur --help`` lists them, plus the sub-apps
+``bench``, ``certs``, ``keys`` and ``scenario``. Domain errors print one line and exit 2; nothing
+runs at import."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ for _command in (
     app.command()(_command)
 
 scenario_app = typer.Typer(
-    help="Scripted attack scenarios against a running (or self-started) cluster.", no_args_is_help=True
+    help="Scripted attack scenarios against a running (or self-started) cluster.",
+    no_args_is_help=True,
 )
 scenario_app.command("run")(evaluate.scenario_run)
 

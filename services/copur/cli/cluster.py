@@ -1,4 +1,5 @@
-"""``copur up``, ``copur down``, ``copur demo``, ``copur predict``: a whole cluster on this machine, and a client."""
+"""``copur up``, ``copur down``, ``copur demo``, ``copur predict``: a whole cluster on this
+machine, and a client."""
 
 from __future__ import annotations
 
@@ -20,13 +21,18 @@ __all__ = ["demo", "down", "predict", "up"]
 
 
 def up(
-    config: Annotated[Path, typer.Option(help="Cluster topology file.")] = Path("deploy/cluster.yaml"),
-    log_dir: Annotated[Path, typer.Option(help="Where each process logs, and the cluster state file.")] = Path(
-        "runs/cluster"
+    config: Annotated[Path, typer.Option(help="Cluster topology file.")] = Path(
+        "deploy/cluster.yaml"
     ),
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for every process to be ready.")] = 180.0,
+    log_dir: Annotated[
+        Path, typer.Option(help="Where each process logs, and the cluster state file.")
+    ] = Path("runs/cluster"),
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for every process to be ready.")
+    ] = 180.0,
 ) -> None:
-    """Start every process of the topology on this machine, wait until ready, watch them; Ctrl-C stops all."""
+    """Start every process of the topology on this machine, wait until ready, watch them; Ctrl-C
+    stops all."""
 
     def run() -> None:
         from copur.operations.launcher import Cluster
@@ -45,8 +51,15 @@ class _Watched:
     """``copur up``'s service: start the cluster and report every process that exits while it runs
     (checked every 0.5 s, on a thread of its own); stopping stops every process."""
 
-    def __init__(self, cluster: Cluster, *, topology: Topology, log_dir: Path, timeout: float) -> None:
-        self.cluster, self.topology, self.log_dir, self.timeout = cluster, topology, log_dir, timeout
+    def __init__(
+        self, cluster: Cluster, *, topology: Topology, log_dir: Path, timeout: float
+    ) -> None:
+        self.cluster, self.topology, self.log_dir, self.timeout = (
+            cluster,
+            topology,
+            log_dir,
+            timeout,
+        )
         self.state = log_dir / "cluster.json"
         self._done = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -56,12 +69,16 @@ class _Watched:
         cluster.start(self.timeout)
         cluster.write_state(self.state)
         typer.echo(
-            f"fusion center   {cluster.fusion_url}  (docs {cluster.fusion_url}/docs, gRPC {cluster.fusion_grpc})"
+            f"fusion center   {cluster.fusion_url}  (docs {cluster.fusion_url}/docs, gRPC "
+            f"{cluster.fusion_grpc})"
         )
         for adv in self.topology.adversaries:
             typer.echo(f"adversary p{adv.party}    {cluster.control_url(adv.party)}/v1/policy")
         if self.topology.auth.mode == "keys":
-            typer.echo(f"API keys        {self.topology.auth.keys_file} (development keys: its keys/ folder)")
+            typer.echo(
+                f"API keys        {self.topology.auth.keys_file} (development keys: its keys/ "
+                "folder)"
+            )
         typer.echo("cluster ready (Ctrl-C or `copur down` stops it)")
         self._watcher = threading.Thread(target=self._watch, name="copur-up-watch", daemon=True)
         self._watcher.start()
@@ -83,7 +100,9 @@ class _Watched:
 
 
 def down(
-    log_dir: Annotated[Path, typer.Option(help="The log directory `copur up` was given.")] = Path("runs/cluster"),
+    log_dir: Annotated[Path, typer.Option(help="The log directory `copur up` was given.")] = Path(
+        "runs/cluster"
+    ),
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the cluster to stop.")] = 30.0,
 ) -> None:
     """Stop a cluster started by `copur up`."""
@@ -121,11 +140,14 @@ def down(
 
 
 def demo(
-    config: Annotated[Path, typer.Option(help="Cluster topology file.")] = Path("deploy/cluster.yaml"),
+    config: Annotated[Path, typer.Option(help="Cluster topology file.")] = Path(
+        "deploy/cluster.yaml"
+    ),
     log_dir: Annotated[Path, typer.Option(help="Where each process logs.")] = Path("runs/demo"),
     samples: Annotated[int, typer.Option(help="How many samples to predict.")] = 200,
 ) -> None:
-    """Bring the cluster up, predict, flip one party through the adversary, predict again, shut down."""
+    """Bring the cluster up, predict, flip one party through the adversary, predict again, shut
+    down."""
 
     def run() -> None:
         from copur.operations.demo import run_demo
@@ -136,25 +158,43 @@ def demo(
 
 
 def predict(
-    ids: Annotated[list[int], typer.Argument(help="Sample ids, e.g. `--ids 1 2 3` or just `1 2 3`.")],
-    _ids_marker: Annotated[bool, typer.Option("--ids", help="Optional marker: the sample ids follow.")] = False,
+    ids: Annotated[
+        list[int], typer.Argument(help="Sample ids, e.g. `--ids 1 2 3` or just `1 2 3`.")
+    ],
+    _ids_marker: Annotated[
+        bool, typer.Option("--ids", help="Optional marker: the sample ids follow.")
+    ] = False,
     url: Annotated[str, typer.Option(help="Fusion center HTTP URL.")] = "http://127.0.0.1:8080",
-    defense: Annotated[str | None, typer.Option(help="Defense (default: the fusion center's).")] = None,
+    defense: Annotated[
+        str | None, typer.Option(help="Defense (default: the fusion center's).")
+    ] = None,
     certify: Annotated[bool, typer.Option(help="Ask for the defense's certificate.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the server's JSON instead of a table.")] = False,
-    grpc_target: Annotated[str | None, typer.Option("--grpc", help="Use gRPC at HOST:PORT instead of HTTP.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the server's JSON instead of a table.")
+    ] = False,
+    grpc_target: Annotated[
+        str | None, typer.Option("--grpc", help="Use gRPC at HOST:PORT instead of HTTP.")
+    ] = None,
     tls_dir: Annotated[
         Path | None,
-        typer.Option(envvar="COPUR_TLS_DIR", help="With --grpc: mTLS with DIR/ca.pem, client.pem, client-key.pem."),
+        typer.Option(
+            envvar="COPUR_TLS_DIR",
+            help="With --grpc: mTLS with DIR/ca.pem, client.pem, client-key.pem.",
+        ),
     ] = None,
     api_key: Annotated[
-        str | None, typer.Option(envvar="COPUR_API_KEY", help="API key with scope predict (sent as a Bearer token).")
+        str | None,
+        typer.Option(
+            envvar="COPUR_API_KEY", help="API key with scope predict (sent as a Bearer token)."
+        ),
     ] = None,
 ) -> None:
     """Ask the fusion center for predictions and print a table (or --json)."""
     from copur_client import GrpcTls, predict_command
 
     tls = GrpcTls.from_dir(tls_dir) if tls_dir is not None else None
-    code, text = predict_command(url, list(ids), defense, certify, as_json, grpc_target, tls, api_key=api_key)
+    code, text = predict_command(
+        url, list(ids), defense, certify, as_json, grpc_target, tls, api_key=api_key
+    )
     typer.echo(text, err=code != 0)
     raise typer.Exit(code=code)

@@ -9,12 +9,15 @@ import typer
 
 __all__ = ["TLS_DIR_HELP", "TLS_MODE_HELP", "app", "setup_logging"]
 
-TLS_MODE_HELP = "mtls: serve and dial with this service's certificate; plaintext: loopback --host only."
+TLS_MODE_HELP = (
+    "mtls: serve and dial with this service's certificate; plaintext: loopback --host only."
+)
 TLS_DIR_HELP = "Directory of `copur certs init` output (ca.pem, <service>.pem, <service>-key.pem)."
 
 app = typer.Typer(
     name="copur",
-    help="CoPur: robust collaborative inference. Train a model bundle, inspect it, serve and attack it.",
+    help="CoPur: robust collaborative inference. Train a model bundle, inspect it, serve and "
+    "attack it.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -18,25 +18,39 @@ def train(
     dataset: Annotated[
         str, typer.Option(help="Data set: mfeat (embedded), digits, nus-wide, extrasensory, csv.")
     ] = "mfeat",
-    data_dir: Annotated[str | None, typer.Option(help="Where the data set's files are (not for mfeat/digits).")] = None,
+    data_dir: Annotated[
+        str | None, typer.Option(help="Where the data set's files are (not for mfeat/digits).")
+    ] = None,
     divisions: Annotated[
         list[str] | None,
         typer.Option(
-            "--divisions", help="Column division per feature table, e.g. '0 360 634'; repeat for several tables."
+            "--divisions",
+            help="Column division per feature table, e.g. '0 360 634'; repeat for several tables.",
         ),
     ] = None,
     label: Annotated[
-        str | None, typer.Option(help="Label column (csv, extrasensory) or comma-separated concepts (nus-wide).")
+        str | None,
+        typer.Option(
+            help="Label column (csv, extrasensory) or comma-separated concepts (nus-wide)."
+        ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed for the split, initialisation and shuffling.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed for the split, initialisation and shuffling.")
+    ] = 0,
     test_fraction: Annotated[
-        float, typer.Option(help="Share of samples held out for testing (where the data set has no published split).")
+        float,
+        typer.Option(
+            help="Share of samples held out for testing (where the data set has no published "
+            "split)."
+        ),
     ] = 0.2,
     vfl_epochs: Annotated[int, typer.Option(help="Stage 1 (joint VFL) epochs.")] = 100,
     ae_epochs: Annotated[int, typer.Option(help="Stage 2 (subspace autoencoder) epochs.")] = 300,
     head_epochs: Annotated[int, typer.Option(help="Stage 3 (head on AE outputs) epochs.")] = 30,
     emb_dim: Annotated[int, typer.Option(help="Embedding width e of each party.")] = 16,
-    ae_code: Annotated[int, typer.Option(help="AE code size; must be well below parties x emb_dim.")] = 32,
+    ae_code: Annotated[
+        int, typer.Option(help="AE code size; must be well below parties x emb_dim.")
+    ] = 32,
     device: Annotated[str, typer.Option(help="auto (cuda when present), cpu or cuda.")] = "auto",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
@@ -85,11 +99,15 @@ def train(
 
 def _summary(manifest: Any) -> str:
     lines = [
-        f"data set     {manifest.dataset['name']}  ({manifest.num_samples} samples, {manifest.num_classes} classes)",
+        f"data set     {manifest.dataset['name']}  ({manifest.num_samples} samples, "
+        f"{manifest.num_classes} classes)",
         f"parties      {manifest.num_parties}",
     ]
     for i, (name, dim) in enumerate(zip(manifest.party_names, manifest.party_dims, strict=True)):
-        lines.append(f"  party {i}    {name:<14} {dim:>5} features -> {manifest.model['emb_dim']}-dim embedding")
+        lines.append(
+            f"  party {i}    {name:<14} {dim:>5} features -> {manifest.model['emb_dim']}-dim "
+            "embedding"
+        )
     width = manifest.num_parties * manifest.model["emb_dim"]
     lines += [
         f"autoencoder  {width} -> {manifest.model['ae_hidden']} -> {manifest.model['ae_code']} -> "
@@ -109,7 +127,9 @@ def _print_summary(path: Path) -> None:
 
 def info(
     bundle: Annotated[Path, typer.Argument(help="Model bundle directory.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the whole manifest as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the whole manifest as JSON.")
+    ] = False,
     verify: Annotated[bool, typer.Option(help="Also verify every file's sha256.")] = True,
 ) -> None:
     """Print a bundle's manifest: parties, dims, clean test accuracy."""
@@ -128,7 +148,9 @@ def info(
 
 def calibrate(
     bundle: Annotated[Path, typer.Argument(help="Model bundle directory.")],
-    quantile: Annotated[float, typer.Option(help="Quantile of clean validation residuals per party.")] = 0.99,
+    quantile: Annotated[
+        float, typer.Option(help="Quantile of clean validation residuals per party.")
+    ] = 0.99,
     factor: Annotated[float, typer.Option(help="Flag threshold = factor x that quantile.")] = 3.0,
 ) -> None:
     """(Re)compute a bundle's block scales and flag thresholds on its clean validation split."""

@@ -1,9 +1,10 @@
-"""Running the evaluation on a bundle's test split: the worst-of-suite headline and the per-attack grid.
+"""Running the evaluation on a bundle's test split: the worst-of-suite headline and the
+per-attack grid.
 
-``run_grid`` runs the standard grid (every scenario of :func:`copur.evaluation.grid.standard_grid` against every
-defense, each attack alone) and, unless switched off, :func:`copur.evaluation.suite.run_suite` (every attack of
-the suite at every attacker set, a sample counting only when no attack changes its answer).
-"""
+``run_grid`` runs the standard grid (every scenario of
+:func:`copur.evaluation.grid.standard_grid` against every defense, each attack alone) and, unless
+switched off, :func:`copur.evaluation.suite.run_suite` (every attack of the suite at every
+attacker set, a sample counting only when no attack changes its answer)."""
 
 from __future__ import annotations
 
@@ -28,11 +29,12 @@ __all__ = ["EvalConfig", "run_grid"]
 
 @dataclass(frozen=True, kw_only=True)
 class EvalConfig:
-    """The grid's and the suite's sizes. ``suite_samples``: the worst of the suite is measured on the first
-    this many evaluated samples; ``search``: candidates per query-based attack; ``suite_steps``: gradient
-    steps per gradient attack; ``liars``: the numbers of lying parties; ``max_sets``: per t, at most this many
-    attacker sets (spread evenly; absent: all); ``suite_attacks``: keep only the suite's attacks of these names
-    (empty: the whole suite), to measure one family, e.g. the query-based lies against the search budget."""
+    """The grid's and the suite's sizes. ``suite_samples``: the worst of the suite is measured on
+    the first this many evaluated samples; ``search``: candidates per query-based attack;
+    ``suite_steps``: gradient steps per gradient attack; ``liars``: the numbers of lying parties;
+    ``max_sets``: per t, at most this many attacker sets (spread evenly; absent: all);
+    ``suite_attacks``: keep only the suite's attacks of these names (empty: the whole suite), to
+    measure one family, e.g. the query-based lies against the search budget."""
 
     quick: bool = False
     defenses: tuple[str, ...] = DEFENSES
@@ -52,13 +54,19 @@ class EvalConfig:
         names = sorted({a.attack for a in attack_suite()})
         unknown = [a for a in self.suite_attacks if a not in names]
         if unknown:
-            raise ConfigError(f"unknown suite attack '{unknown[0]}' (the suite's: {', '.join(names)})")
+            raise ConfigError(
+                f"unknown suite attack '{unknown[0]}' (the suite's: {', '.join(names)})"
+            )
 
     @property
     def samples(self) -> int | None:
+        """Test samples to evaluate on: ``max_samples``, else 100 with ``quick``, else all
+        (None)."""
         return self.max_samples if self.max_samples is not None else (100 if self.quick else None)
 
     def suite_config(self) -> SuiteConfig:
+        """The worst-of-suite run this configuration asks for (the whole suite, or only
+        ``suite_attacks``)."""
         exhaustive = (DEFAULT_DEFENSE,) if DEFAULT_DEFENSE in self.defenses else ()
         attacks = attack_suite(search=self.search, steps=self.suite_steps)
         if self.suite_attacks:
@@ -72,10 +80,15 @@ class EvalConfig:
 
 
 def _flag_quality(flagged: torch.Tensor, attackers: tuple[int, ...]) -> dict[str, float]:
-    """Precision (only when something was flagged) and recall of the flags against the true attackers."""
+    """Precision (only when something was flagged) and recall of the flags against the true
+    attackers."""
     truth = torch.zeros_like(flagged)
     truth[:, list(attackers)] = True
-    tp, fp, fn = int((flagged & truth).sum()), int((flagged & ~truth).sum()), int((~flagged & truth).sum())
+    tp, fp, fn = (
+        int((flagged & truth).sum()),
+        int((flagged & ~truth).sum()),
+        int((~flagged & truth).sum()),
+    )
     quality = {"flag_recall": tp / (tp + fn)}
     if tp + fp:
         quality["flag_precision"] = tp / (tp + fp)
@@ -103,7 +116,9 @@ def _record(
     }
     if sc.targeted:
         eligible = y != target
-        rec["attack_success_rate"] = float((out_labels[eligible] == target[eligible]).float().mean())
+        rec["attack_success_rate"] = float(
+            (out_labels[eligible] == target[eligible]).float().mean()
+        )
     if flagged is not None and sc.attackers and sc.attack != "drop":
         rec.update(_flag_quality(flagged, sc.attackers))
     return rec
@@ -112,7 +127,8 @@ def _record(
 def run_grid(
     bundle: Bundle, config: EvalConfig, *, device: torch.device | str = "cpu", progress: bool = True
 ) -> dict[str, Any]:
-    """Evaluate every scenario of the standard grid with every configured defense; return the report data."""
+    """Evaluate every scenario of the standard grid with every configured defense; return the
+    report data."""
     engine = Engine(bundle, device=device, config=config.engine)
     data = load_dataset(bundle.manifest.dataset_spec)
     rng = np.random.default_rng(config.seed)
@@ -122,10 +138,14 @@ def run_grid(
     dev = engine.device
     with torch.no_grad():
         h = engine.models.embed([torch.as_tensor(x, device=dev) for x in data.party_rows(ids)])
-        pool = engine.models.embed([torch.as_tensor(x, device=dev) for x in data.party_rows(bundle.val_ids)])
+        pool = engine.models.embed(
+            [torch.as_tensor(x, device=dev) for x in data.party_rows(bundle.val_ids)]
+        )
         # Donors for mimicry: every training and validation sample (a liar can embed any of them).
         donor_ids = np.concatenate([bundle.train_ids, bundle.val_ids])
-        donors = engine.models.embed([torch.as_tensor(x, device=dev) for x in data.party_rows(donor_ids)])
+        donors = engine.models.embed(
+            [torch.as_tensor(x, device=dev) for x in data.party_rows(donor_ids)]
+        )
     donor_labels = torch.as_tensor(data.labels[donor_ids], device=dev)
     y = torch.as_tensor(data.labels[ids], device=dev)
     num_classes, m = bundle.manifest.num_classes, bundle.manifest.num_parties
@@ -143,14 +163,20 @@ def run_grid(
             continue
         hh, obs = h, full
         if sc.attack is not None:
-            ctx = AttackContext(num_parties=m, generator=gen, labels=y, target=target, model=head, pool=pool)
+            ctx = AttackContext(
+                num_parties=m, generator=gen, labels=y, target=target, model=head, pool=pool
+            )
             hh, obs = make_attack(sc.attack, **sc.params)(h, full, sc.attackers, ctx)
         for name in names:
             certify = sc.attack is None and name == "vote"
             out = engine.defense(name).predict(hh, obs, certify=certify)
-            rec = _record(sc, name, out.labels, y, target, out.flagged if name.startswith("copur") else None)
+            rec = _record(
+                sc, name, out.labels, y, target, out.flagged if name.startswith("copur") else None
+            )
             if certify:
-                cert = certified_accuracy(out.labels, out.certificate["certified_parties"], y, max_t=m // 2)
+                cert = certified_accuracy(
+                    out.labels, out.certificate["certified_parties"], y, max_t=m // 2
+                )
                 certified[name] = cert
                 rec["certified_accuracy"] = cert
             records.append(rec)
@@ -183,8 +209,9 @@ def _suite(
     donor_labels: torch.Tensor,
     progress: bool,
 ) -> dict[str, Any]:
-    """The worst-of-suite part of the report, with the vote's certified accuracy on the same samples (a seeded
-    choice of ``suite_samples`` of the evaluated samples, every class in proportion on average)."""
+    """The worst-of-suite part of the report, with the vote's certified accuracy on the same
+    samples (a seeded choice of ``suite_samples`` of the evaluated samples, every class in
+    proportion on average)."""
     n = min(config.suite_samples, len(h))
     pick = np.sort(np.random.default_rng(config.seed + 1).choice(len(h), size=n, replace=False))
     index = torch.as_tensor(pick, device=h.device)
@@ -210,7 +237,9 @@ def _suite(
         "donors": len(donors),
         "attacks": [a.to_dict() for a in suite_cfg.attacks],
         "sets": {
-            str(t): [list(s) for s in attacker_sets(m, t, suite_cfg.max_sets.get(t))] for t in suite_cfg.liars if t < m
+            str(t): [list(s) for s in attacker_sets(m, t, suite_cfg.max_sets.get(t))]
+            for t in suite_cfg.liars
+            if t < m
         },
         "exhaustive": list(suite_cfg.exhaustive),
         "certified_accuracy": {str(t): v for t, v in floor.items()},
@@ -235,8 +264,14 @@ def _adaptive(
         defense = engine.defense(name)
         if not defense.differentiable:
             continue
-        ctx = AttackContext(num_parties=full.shape[1], generator=gen, labels=ys, model=defense.logits)
+        ctx = AttackContext(
+            num_parties=full.shape[1], generator=gen, labels=ys, model=defense.logits
+        )
         hh, o = make_attack("adaptive", **sc.params)(hs, obs, sc.attackers, ctx)
         pred = defense.predict(hh, o)
-        out.append(_record(sc, name, pred.labels, ys, ys, pred.flagged if name.startswith("copur") else None))
+        out.append(
+            _record(
+                sc, name, pred.labels, ys, ys, pred.flagged if name.startswith("copur") else None
+            )
+        )
     return out

@@ -1,8 +1,8 @@
-"""Percentiles of measured latencies: the one definition every report uses (the benchmarks, the scenarios).
+"""Percentiles of measured latencies: the one definition every report uses (the benchmarks, the
+scenarios).
 
-Linear interpolation between the two nearest order statistics (numpy's default, R's type 7): with n values
-sorted ascending, the q-th percentile sits at fractional rank (n - 1) * q / 100.
-"""
+Linear interpolation between the two nearest order statistics (numpy's default, R's type 7): with
+n values sorted ascending, the q-th percentile sits at fractional rank (n - 1) * q / 100."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def percentile_ms(seconds: Sequence[float], q: float) -> float | None:
-    """The ``q``-th percentile of latencies given in seconds, in milliseconds; None when there are none."""
+    """The ``q``-th percentile of latencies given in seconds, in milliseconds; None when there
+    are none."""
     value = percentile(seconds, q)
     return None if value is None else 1000.0 * value

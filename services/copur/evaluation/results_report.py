@@ -48,11 +48,15 @@ def _metric(rec: dict[str, Any]) -> float:
 
 
 def family_means(results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
-    """(family, defense) -> mean and min of the family's metric (accuracy; success rate when targeted)."""
+    """(family, defense) -> mean and min of the family's metric (accuracy; success rate when
+    targeted)."""
     groups: dict[tuple[str, str], list[float]] = defaultdict(list)
     for rec in results:
         groups[(rec["family"], rec["defense"])].append(_metric(rec))
-    return {k: {"mean": mean(v), "min": min(v), "max": max(v), "count": len(v)} for k, v in groups.items()}
+    return {
+        k: {"mean": mean(v), "min": min(v), "max": max(v), "count": len(v)}
+        for k, v in groups.items()
+    }
 
 
 def _defenses(results: list[dict[str, Any]]) -> list[str]:
@@ -112,7 +116,9 @@ def _plot_attackers(results: list[dict[str, Any]], out: Path) -> None:
 def _plot_certified(certified: dict[Any, float], k: int, out: Path) -> None:
     ts = sorted(int(t) for t in certified)
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.bar(ts, [certified[t] if t in certified else certified[str(t)] for t in ts], color="tab:purple")
+    ax.bar(
+        ts, [certified[t] if t in certified else certified[str(t)] for t in ts], color="tab:purple"
+    )
     ax.set(
         xlabel="t (compromised parties, whatever they send)",
         ylabel="certified accuracy",
@@ -141,7 +147,9 @@ def _family_rows(
     return rows
 
 
-def _markdown(report: dict[str, Any], figures: dict[str, str], others: list[dict[str, Any]], base: Path) -> str:
+def _markdown(
+    report: dict[str, Any], figures: dict[str, str], others: list[dict[str, Any]], base: Path
+) -> str:
     results = report["results"]
     defs = _defenses(results)
     means = family_means(results)
@@ -168,9 +176,9 @@ def write_report(
     markdown_copy: str | Path | None = None,
     others: list[dict[str, Any]] | None = None,
 ) -> Path:
-    """Write results.json, results.md and the plots into ``out``; optionally a copy of the markdown elsewhere
-    (its figure links rewritten relative to that file). ``others``: other data sets' reports, summarised in
-    the markdown. Returns the results.md path."""
+    """Write results.json, results.md and the plots into ``out``; optionally a copy of the
+    markdown elsewhere (its figure links rewritten relative to that file). ``others``: other
+    data sets' reports, summarised in the markdown. Returns the results.md path."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -187,7 +195,9 @@ def write_report(
     _plot_attackers(report["results"], folder / figures["accuracy vs number of attackers"])
     if report["certified_accuracy"]:
         figures["certified accuracy vs t"] = "certified_accuracy.png"
-        _plot_certified(report["certified_accuracy"], report["vote_k"], folder / "certified_accuracy.png")
+        _plot_certified(
+            report["certified_accuracy"], report["vote_k"], folder / "certified_accuracy.png"
+        )
     md = folder / "results.md"
     md.write_text(_markdown(report, figures, others, folder))
     if markdown_copy is not None:

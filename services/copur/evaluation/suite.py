@@ -1,14 +1,15 @@
-"""The worst-of-suite evaluation: robust accuracy against the strongest attack of a whole suite, per sample.
+"""The worst-of-suite evaluation: robust accuracy against the strongest attack of a whole suite,
+per sample.
 
-A sample counts for a defense, a number t of liars and a set A of t attacker positions only if the defense
-answers it correctly on clean input and under EVERY attack of the suite carried out by the parties in A.
-A robustness figure is only as good as the strongest attack it was measured against, so this is the
-headline of the report; per-attack figures are details below it.
+A sample counts for a defense, a number t of liars and a set A of t attacker positions only if
+the defense answers it correctly on clean input and under EVERY attack of the suite carried out
+by the parties in A. A robustness figure is only as good as the strongest attack it was measured
+against, so this is the headline of the report; per-attack figures are details below it.
 
-Attacks run cheapest first. For most defenses a sample broken once is not attacked again (the worst case is
-already known: this is what keeps the evaluation affordable); for the defenses named ``exhaustive`` every
-attack runs on every sample, so that their per-attack accuracies are complete too.
-"""
+Attacks run cheapest first. For most defenses a sample broken once is not attacked again (the
+worst case is already known: this is what keeps the evaluation affordable); for the defenses
+named ``exhaustive`` every attack runs on every sample, so that their per-attack accuracies are
+complete too."""
 
 from __future__ import annotations
 
@@ -31,9 +32,9 @@ __all__ = ["SuiteAttack", "SuiteConfig", "attack_suite", "attacker_sets", "group
 
 @dataclass(frozen=True)
 class SuiteAttack:
-    """One attack of the suite: a report ``label``, the library ``attack`` and its ``params``; ``loud`` marks
-    a lie that announces itself (far off the honest manifold); ``head`` differentiates the undefended head
-    instead of the defense (a transfer attack)."""
+    """One attack of the suite: a report ``label``, the library ``attack`` and its ``params``;
+    ``loud`` marks a lie that announces itself (far off the honest manifold); ``head``
+    differentiates the undefended head instead of the defense (a transfer attack)."""
 
     label: str
     attack: str
@@ -42,14 +43,23 @@ class SuiteAttack:
     head: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "attack": self.attack, "params": self.params, "loud": self.loud}
+        """The attack as ``results.json`` records it (label, attack, parameters, loud, head)."""
+        return {
+            "label": self.label,
+            "attack": self.attack,
+            "params": self.params,
+            "loud": self.loud,
+        }
 
 
-def attack_suite(*, search: int = 32, steps: int = 50, step_size: float = 0.5) -> tuple[SuiteAttack, ...]:
-    """The standard suite, cheapest first: loud lies, absent or copied blocks, plausible colluding lies found by
-    query search (random and white-box-ranked donors, the runner-up class), and gradient attacks through the
-    defense itself (cross-entropy, Carlini-Wagner margin from the honest and from a donor's blocks, and the
-    detector-aware ``evade``), plus PGD against the undefended head."""
+def attack_suite(
+    *, search: int = 32, steps: int = 50, step_size: float = 0.5
+) -> tuple[SuiteAttack, ...]:
+    """The standard suite, cheapest first: loud lies, absent or copied blocks, plausible
+    colluding lies found by query search (random and white-box-ranked donors, the runner-up
+    class), and gradient attacks through the defense itself (cross-entropy, Carlini-Wagner
+    margin from the honest and from a donor's blocks, and the detector-aware ``evade``), plus
+    PGD against the undefended head."""
     grad = {"steps": steps, "step_size": step_size}
     return (
         SuiteAttack("flip x10", "flip", {"amp": 10.0}, loud=True),
@@ -59,7 +69,9 @@ def attack_suite(*, search: int = 32, steps: int = 50, step_size: float = 0.5) -
         SuiteAttack("replace", "replace"),
         SuiteAttack(f"mimic search={search}", "mimic", {"search": search}),
         SuiteAttack(f"mimic nearest search={search}", "mimic", {"search": search, "nearest": True}),
-        SuiteAttack(f"sia search={max(2, search // 2)}", "sia", {"search": max(2, search // 2), "steps": 20}),
+        SuiteAttack(
+            f"sia search={max(2, search // 2)}", "sia", {"search": max(2, search // 2), "steps": 20}
+        ),
         SuiteAttack("pgd (head)", "pgd", dict(grad), head=True),
         SuiteAttack("adaptive", "adaptive", dict(grad)),
         SuiteAttack("lma", "lma", dict(grad)),
@@ -84,8 +96,9 @@ def group_name(attackers: Sequence[int]) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class SuiteConfig:
-    """``liars``: the numbers t of lying parties; ``max_sets``: per t, at most this many attacker sets (spread
-    evenly; absent: all); ``exhaustive``: defenses whose every attack runs on every sample."""
+    """``liars``: the numbers t of lying parties; ``max_sets``: per t, at most this many attacker
+    sets (spread evenly; absent: all); ``exhaustive``: defenses whose every attack runs on every
+    sample."""
 
     attacks: tuple[SuiteAttack, ...] = field(default_factory=attack_suite)
     liars: tuple[int, ...] = (0, 1, 2, 3)
@@ -105,12 +118,13 @@ def run_suite(
     generator: torch.Generator,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run the suite against every defense; the report's ``worst_of_suite``, ``per_attack`` and ``first_break``.
+    """Run the suite against every defense; the report's ``worst_of_suite``, ``per_attack`` and
+    ``first_break``.
 
-    ``worst_of_suite[defense][t]`` = {"mean", "worst", "groups": {group: accuracy}}; ``per_attack`` (exhaustive
-    defenses only) the same per attack label; ``first_break[defense][t][label]`` how many (sample, group)
-    pairs that attack was the first to break; ``seconds[defense][label]`` the time each attack took.
-    """
+    ``worst_of_suite[defense][t]`` = {"mean", "worst", "groups": {group: accuracy}};
+    ``per_attack`` (exhaustive defenses only) the same per attack label;
+    ``first_break[defense][t][label]`` how many (sample, group) pairs that attack was the first
+    to break; ``seconds[defense][label]`` the time each attack took."""
     m = engine.num_parties
     full = torch.ones(len(h), m, dtype=torch.bool, device=h.device)
     head = engine.defense("none").logits
@@ -135,8 +149,13 @@ def run_suite(
             for attackers in attacker_groups:
                 ok = clean_ok.clone()
                 for spec in config.attacks if attackers else ():
-                    # Only samples still standing are attacked, unless every attack's own figure is wanted.
-                    rows = torch.arange(len(h), device=h.device) if exhaustive else ok.nonzero().squeeze(1)
+                    # Only samples still standing are attacked, unless every attack's own figure is
+                    # wanted.
+                    rows = (
+                        torch.arange(len(h), device=h.device)
+                        if exhaustive
+                        else ok.nonzero().squeeze(1)
+                    )
                     if len(rows) == 0:
                         break
                     started = time.perf_counter()
@@ -149,20 +168,29 @@ def run_suite(
                         pool=pool,
                         pool_labels=pool_labels,
                     )
-                    hh, obs = make_attack(spec.attack, **spec.params)(h[rows], full[rows], attackers, ctx)
+                    hh, obs = make_attack(spec.attack, **spec.params)(
+                        h[rows], full[rows], attackers, ctx
+                    )
                     right = defense.predict(hh, obs).labels == y[rows]
                     seconds[name][spec.label] += time.perf_counter() - started
                     broke[spec.label] += int((ok[rows] & ~right).sum())
                     if exhaustive:
-                        attack_acc[spec.label][group_name(attackers)] = float(right.to(torch.float64).mean())
+                        attack_acc[spec.label][group_name(attackers)] = float(
+                            right.to(torch.float64).mean()
+                        )
                     ok[rows] &= right
                 groups[group_name(attackers)] = float(ok.to(torch.float64).mean())
                 bar.update(1)
-            worst[name][str(t)] = {"mean": mean(groups.values()), "worst": min(groups.values()), "groups": groups}
+            worst[name][str(t)] = {
+                "mean": mean(groups.values()),
+                "worst": min(groups.values()),
+                "groups": groups,
+            }
             first_break[name][str(t)] = broke
             if exhaustive and t > 0:
                 per_attack[name][str(t)] = {
-                    label: {"mean": mean(g.values()), "worst": min(g.values())} for label, g in attack_acc.items()
+                    label: {"mean": mean(g.values()), "worst": min(g.values())}
+                    for label, g in attack_acc.items()
                 }
     bar.close()
     return {

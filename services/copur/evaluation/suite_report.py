@@ -26,7 +26,8 @@ __all__ = [
 ]
 
 DEFENSE_ORDER: Final = ("none", "ae", "rs", "copur-ref", "copur-l21", "copur", "copur+rs", "vote")
-# One colour / marker / line style per defense across every figure, so overlapping curves stay visible.
+# One colour / marker / line style per defense across every figure, so overlapping curves stay
+# visible.
 DEFENSE_STYLE: Final[dict[str, dict[str, Any]]] = {
     "none": {"color": "tab:blue", "marker": "o", "linestyle": "-"},
     "ae": {"color": "tab:orange", "marker": "s", "linestyle": "-"},
@@ -162,17 +163,25 @@ def other_datasets(others: list[dict[str, Any]], base: Path) -> str:
 
 
 def plot_worst_of_suite(report: dict[str, Any], out: Path) -> None:
-    """Worst-of-suite accuracy (mean over attacker sets) against the number of liars, per defense, with the
-    vote's certified accuracy as a dashed floor."""
+    """Worst-of-suite accuracy (mean over attacker sets) against the number of liars, per
+    defense, with the vote's certified accuracy as a dashed floor."""
     liars = _liars(report)
     ts = [int(t) for t in liars]
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for name in _defenses(report):
         per = report["worst_of_suite"][name]
         style = DEFENSE_STYLE.get(name, {})
-        ax.plot(ts, [per[t]["mean"] if t in per else float("nan") for t in liars], label=name, **style)
+        ax.plot(
+            ts, [per[t]["mean"] if t in per else float("nan") for t in liars], label=name, **style
+        )
     floor = report["suite"]["certified_accuracy"]
-    ax.plot(ts, [floor.get(t, float("nan")) for t in liars], color="black", linestyle=":", label="vote certified")
+    ax.plot(
+        ts,
+        [floor.get(t, float("nan")) for t in liars],
+        color="black",
+        linestyle=":",
+        label="vote certified",
+    )
     ax.set(
         xlabel="t (lying parties, every attack of the suite)",
         ylabel="accuracy under the worst attack (mean over sets)",

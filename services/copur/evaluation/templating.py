@@ -14,8 +14,8 @@ __all__ = ["templates"]
 
 
 def templates(package: str, **filters: Callable[..., Any]) -> Environment:
-    """The templates of ``package`` (its ``templates/`` folder) with the shared settings, the ``fmt``
-    filter and ``filters`` added."""
+    """The templates of ``package`` (its ``templates/`` folder) with the shared settings, the
+    ``fmt`` filter and ``filters`` added."""
     env = Environment(
         loader=PackageLoader(package, "templates"),
         autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),

@@ -1,5 +1,5 @@
-"""What every command of the CLI shares: domain errors as one line and exit status 2, and the command line
-as a user would type it again (recorded in reports)."""
+"""What every command of the CLI shares: domain errors as one line and exit status 2, and the
+command line as a user would type it again (recorded in reports)."""
 
 from __future__ import annotations
 
@@ -34,9 +34,10 @@ def command_line(argv: Sequence[str], command: str) -> str:
 
 
 def spelled_out(words: Sequence[str], options: Mapping[str, object]) -> str:
-    """``copur WORDS --option value ...`` with every setting spelled out, shell-quoted: what a report
-    records so that the run is reproduced even when a default changes. Option names are the keys with
-    ``_`` as ``-``; True is a bare flag, None and False are left out, a list or tuple is comma-joined."""
+    """``copur WORDS --option value ...`` with every setting spelled out, shell-quoted: what a
+    report records so that the run is reproduced even when a default changes. Option names are
+    the keys with ``_`` as ``-``; True is a bare flag, None and False are left out, a list or
+    tuple is comma-joined."""
     argv = ["copur", *words]
     for key, value in options.items():
         if value is None or value is False:

@@ -1,9 +1,10 @@
-"""The local launcher (``copur up``): every process of a topology on this machine, readiness-checked,
-watched, and stopped cleanly. Also the library the end-to-end tests and the scenario runner use.
+"""The local launcher (``copur up``): every process of a topology on this machine,
+readiness-checked, watched, and stopped cleanly. Also the library the end-to-end tests and the
+scenario runner use.
 
-Parties and adversaries learn the topology's ``tls`` section from ``--tls-mode`` / ``--tls-dir`` flags, the
-fusion center reads it from the topology itself; readiness probes present the probed service's own
-certificate. Under mtls every service's files are checked before anything starts."""
+Parties and adversaries learn the topology's ``tls`` section from ``--tls-mode`` / ``--tls-dir``
+flags, the fusion center reads it from the topology itself; readiness probes present the probed
+service's own certificate. Under mtls every service's files are checked before anything starts."""
 
 from __future__ import annotations
 
@@ -43,15 +44,19 @@ class ProcSpec:
     http_probe: str | None = None
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     reported: bool = False
-    tls: TlsIdentity | None = field(default=None, repr=False)  # what the gRPC probe presents (None: plaintext)
+    tls: TlsIdentity | None = field(
+        default=None, repr=False
+    )  # what the gRPC probe presents (None: plaintext)
 
     def ready(self) -> bool:
+        """True when every probe of the process answers (gRPC health SERVING, HTTP 2xx)."""
         grpc_ok = self.grpc_probe is None or probe_grpc(self.grpc_probe, timeout=0.5, tls=self.tls)
         return grpc_ok and (self.http_probe is None or probe_http(self.http_probe, timeout=0.5))
 
 
 class Cluster:
-    """Parties, adversaries and the fusion center of ``topology`` as child processes on this machine."""
+    """Parties, adversaries and the fusion center of ``topology`` as child processes on this
+    machine."""
 
     def __init__(
         self,
@@ -66,8 +71,12 @@ class Cluster:
         self.config_path = Path(config_path)
         self.log_dir = Path(log_dir)
         self.python = python
-        # The children see this topology's auth (the fusion center re-reads the file with its environment).
-        auth = {"COPUR_AUTH_MODE": topology.auth.mode, "COPUR_API_KEYS_FILE": topology.auth.keys_file}
+        # The children see this topology's auth (the fusion center re-reads the file with its
+        # environment).
+        auth = {
+            "COPUR_AUTH_MODE": topology.auth.mode,
+            "COPUR_API_KEYS_FILE": topology.auth.keys_file,
+        }
         self.env = {**os.environ, **(env or {}), **auth}
         self.procs: dict[str, ProcSpec] = {p.name: p for p in self._specs()}
 
@@ -78,8 +87,14 @@ class Cluster:
         return ["--tls-mode", self.topology.tls.mode, "--tls-dir", self.topology.tls.dir]
 
     def _auth_flags(self) -> list[str]:
-        """The topology's ``auth`` for the adversaries (the fusion center reads it from the topology)."""
-        return ["--auth-mode", self.topology.auth.mode, "--api-keys-file", self.topology.auth.keys_file]
+        """The topology's ``auth`` for the adversaries (the fusion center reads it from the
+        topology)."""
+        return [
+            "--auth-mode",
+            self.topology.auth.mode,
+            "--api-keys-file",
+            self.topology.auth.keys_file,
+        ]
 
     def _specs(self) -> list[ProcSpec]:
         t, host = self.topology, self.topology.bind_host
@@ -143,13 +158,17 @@ class Cluster:
     # -- endpoints ---------------------------------------------------------------------------------
     @property
     def fusion_url(self) -> str:
+        """The fusion center's HTTP front door on loopback."""
         return f"http://127.0.0.1:{self.topology.fusion.http_port}"
 
     @property
     def fusion_grpc(self) -> str:
+        """The fusion center's gRPC front door on loopback (``host:port``)."""
         return f"127.0.0.1:{self.topology.fusion.grpc_port}"
 
     def control_url(self, party: int) -> str:
+        """The control endpoint of the adversary in front of ``party``; a ClusterError when there
+        is none."""
         adv = self.topology.adversary_for(party)
         if adv is None:
             raise ClusterError(f"party {party} has no adversary in the topology")
@@ -183,7 +202,8 @@ class Cluster:
                 assert spec.popen is not None
                 if spec.popen.poll() is not None:
                     raise ClusterError(
-                        f"{name} exited with code {spec.popen.returncode} while starting: {self._tail(name)}"
+                        f"{name} exited with code {spec.popen.returncode} while starting: "
+                        f"{self._tail(name)}"
                     )
                 if spec.ready():
                     del pending[name]
@@ -192,23 +212,27 @@ class Cluster:
             time.sleep(0.2)
 
     def check_ports_free(self) -> None:
-        """Refuse to start when a port is taken: readiness probes would otherwise talk to whatever holds it."""
+        """Refuse to start when a port is taken: readiness probes would otherwise talk to
+        whatever holds it."""
         for port, what in sorted(self.topology.listeners()):
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers: TIME_WAIT is fine
+                sock.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+                )  # as the servers: TIME_WAIT is fine
                 try:
                     sock.bind((self.topology.bind_host, port))
                 except OSError as exc:
-                    if exc.errno != errno.EADDRINUSE:
-                        continue  # e.g. a privileged port: the process itself will say why it cannot bind
+                    if exc.errno != errno.EADDRINUSE:  # e.g. a privileged port:
+                        continue  # the process itself will say why it cannot bind
                     raise ClusterError(
-                        f"port {port} ({what}) on {self.topology.bind_host} is already in use: another cluster "
+                        f"port {port} ({what}) on {self.topology.bind_host} is already in use: "
+                        "another cluster "
                         "running? (`copur down` stops one started by `copur up`)"
                     ) from None
 
     def check_tls(self) -> None:
-        """Under mtls, load every process's key pair (the probes present them): a missing file is a one-line
-        ClusterError naming it, before anything starts."""
+        """Under mtls, load every process's key pair (the probes present them): a missing file is
+        a one-line ClusterError naming it, before anything starts."""
         try:
             identities = require_identities(self.topology, list(self.procs))
         except CopurError as exc:
@@ -217,23 +241,24 @@ class Cluster:
             spec.tls = identities.get(name)
 
     def check_auth(self) -> None:
-        """Load the API keys the fusion center and adversaries will load: a missing or malformed keys file is
-        a one-line ClusterError naming it, before anything starts."""
+        """Load the API keys the fusion center and adversaries will load: a missing or malformed
+        keys file is a one-line ClusterError naming it, before anything starts."""
         try:
             load_authenticator(self.topology.auth.mode, self.topology.auth.keys_file, self.env)
         except CopurError as exc:
             raise ClusterError(str(exc)) from None
 
     def dev_key(self, scope: Scope) -> str | None:
-        """The development key of ``scope`` that ``copur keys init`` wrote beside the topology's keys file
-        (``<dir>/keys/<scope>.key``): what the commands that start a cluster and call it use when given no
-        key. None when there is none, or under ``auth.mode: none``."""
+        """The development key of ``scope`` that ``copur keys init`` wrote beside the topology's
+        keys file (``<dir>/keys/<scope>.key``): what the commands that start a cluster and call
+        it use when given no key. None when there is none, or under ``auth.mode: none``."""
         if self.topology.auth.mode == "none":
             return None
         return dev_key(self.topology.auth.keys_file, scope)
 
     def start(self, timeout: float = 120.0) -> Cluster:
-        """Start parties and adversaries, wait until they serve, then the fusion center until it is ready."""
+        """Start parties and adversaries, wait until they serve, then the fusion center until it
+        is ready."""
         self.check_ports_free()
         self.check_tls()
         self.check_auth()
@@ -258,6 +283,7 @@ class Cluster:
         spec.reported = True
 
     def restart(self, name: str, timeout: float = 60.0) -> None:
+        """Stop process ``name`` (SIGTERM), start it again and wait until it is ready."""
         self.kill(name, signal.SIGTERM)
         self._launch(self.procs[name])
         self._wait_ready([self.procs[name]], timeout)
@@ -272,10 +298,12 @@ class Cluster:
         return out
 
     def pids(self) -> dict[str, int]:
+        """Process name -> pid of every process started."""
         return {n: s.popen.pid for n, s in self.procs.items() if s.popen is not None}
 
     def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM every process (fusion first), then SIGKILL what is left after ``grace`` seconds."""
+        """SIGTERM every process (fusion first), then SIGKILL what is left after ``grace``
+        seconds."""
         order = ["fusion", *[n for n in self.procs if n != "fusion"]]
         running = [self.procs[n].popen for n in order if self.procs[n].popen is not None]
         for p in running:
@@ -292,5 +320,9 @@ class Cluster:
                 p.wait(5)
 
     def write_state(self, path: Path) -> None:
+        """Write the state file ``copur down`` reads: this process's pid, every child's pid, the
+        front door."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"up_pid": os.getpid(), "pids": self.pids(), "fusion": self.fusion_url}))
+        path.write_text(
+            json.dumps({"up_pid": os.getpid(), "pids": self.pids(), "fusion": self.fusion_url})
+        )

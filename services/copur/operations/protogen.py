@@ -16,7 +16,8 @@ STUB_ROOT = Path(__file__).resolve().parents[3] / "clients"
 
 
 def generate(out: Path) -> list[Path]:
-    """Run grpcio-tools' protoc on every .proto under ``proto/``; return the files written under ``out``."""
+    """Run grpcio-tools' protoc on every .proto under ``proto/``; return the files written under
+    ``out``."""
     from grpc_tools import protoc
 
     sources = sorted(str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.rglob("*.proto"))
@@ -36,6 +37,7 @@ def generate(out: Path) -> list[Path]:
 
 
 def main() -> None:
+    """``make proto``: regenerate the stubs and print the files written."""
     written = generate(STUB_ROOT)
     for path in written:
         print(path.relative_to(STUB_ROOT.parent))

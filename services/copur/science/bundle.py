@@ -2,19 +2,21 @@
 
 Layout::
 
-    manifest.json            data set, parties, dims, configs, metrics, package version, sha256 per file
+    manifest.json            data set, parties, dims, configs, metrics, package version, sha256
+                             per file
     party-<i>.safetensors    extractor f_i (with its standardisation statistics)
     head_vfl.safetensors     stage-1 head g (on raw embeddings)
     autoencoder.safetensors  stage-2 AE
     head_ae.safetensors      stage-3 head (on AE outputs)
     split.safetensors        train (fitted) / validation (calibration) / test sample ids
     calibration.json         per-party block scales and flag thresholds (written after training)
-    bank.safetensors         the consistency bank: clean embeddings and labels of training samples, which the
-                             default purifier compares received blocks with (written with the calibration)
+    bank.safetensors         the consistency bank: clean embeddings and labels of training
+                             samples, which the default purifier compares received blocks with
+                             (written with the calibration)
 
 Loading verifies every file it reads against the manifest and refuses a tampered or incomplete
-bundle with a :class:`BundleError` naming the file. A party loads only the manifest and its own file.
-"""
+bundle with a :class:`BundleError` naming the file. A party loads only the manifest and its own
+file."""
 
 from __future__ import annotations
 
@@ -98,8 +100,8 @@ class Manifest(BaseModel):
 
 class Calibration(BaseModel):
     """``calibration.json``: what calibration on the clean validation split measured (see
-    :func:`copur.science.calibration.calibrate_bundle`). Fields an older layout lacks are None; the code
-    that needs them asks for ``copur calibrate``."""
+    :func:`copur.science.calibration.calibrate_bundle`). Fields an older layout lacks are None;
+    the code that needs them asks for ``copur calibrate``."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -146,12 +148,20 @@ def _party_file(index: int) -> str:
 
 
 def save_bundle(
-    out: str | Path, *, data: VerticalDataset, spec: DatasetSpec, config: TrainConfig, result: TrainResult
+    out: str | Path,
+    *,
+    data: VerticalDataset,
+    spec: DatasetSpec,
+    config: TrainConfig,
+    result: TrainResult,
 ) -> Manifest:
-    """Write the bundle to ``out`` (created; an existing bundle there is replaced, any other content refused)."""
+    """Write the bundle to ``out`` (created; an existing bundle there is replaced, any other
+    content refused)."""
     folder = Path(out)
     if folder.exists() and any(folder.iterdir()) and not (folder / MANIFEST).is_file():
-        raise BundleError(f"{folder} exists, is not empty and is not a bundle: refusing to write into it")
+        raise BundleError(
+            f"{folder} exists, is not empty and is not a bundle: refusing to write into it"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     models = result.models
     tensors: dict[str, dict[str, torch.Tensor]] = {
@@ -210,7 +220,10 @@ def read_manifest(path: str | Path) -> Manifest:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"bundle {folder}: {MANIFEST} is not valid JSON ({exc})") from None
     if isinstance(raw, dict) and raw.get("format") not in (None, BUNDLE_FORMAT):
-        raise BundleError(f"bundle {folder}: unknown format {raw.get('format')!r} (this version reads {BUNDLE_FORMAT})")
+        raise BundleError(
+            f"bundle {folder}: unknown format {raw.get('format')!r} (this version reads "
+            f"{BUNDLE_FORMAT})"
+        )
     try:
         return Manifest.model_validate(raw)
     except ValidationError as exc:
@@ -228,7 +241,10 @@ def _verified_bytes(folder: Path, manifest: Manifest, name: str) -> bytes:
         raise BundleError(f"bundle {folder} is incomplete: missing {name}")
     raw = file.read_bytes()
     if _sha256(raw) != expected:
-        raise BundleError(f"bundle {folder}: {name} does not match its sha256 in the manifest (tampered or corrupt)")
+        raise BundleError(
+            f"bundle {folder}: {name} does not match its sha256 in the manifest (tampered or "
+            "corrupt)"
+        )
     return raw
 
 
@@ -240,11 +256,15 @@ def _read_verified(folder: Path, manifest: Manifest, name: str) -> dict[str, tor
         raise BundleError(f"bundle {folder}: {name} is not a safetensors file ({exc})") from None
 
 
-def _load_state(module: nn.Module, state: dict[str, torch.Tensor], *, folder: Path, name: str) -> None:
+def _load_state(
+    module: nn.Module, state: dict[str, torch.Tensor], *, folder: Path, name: str
+) -> None:
     try:
         module.load_state_dict(state)
     except RuntimeError:
-        raise BundleError(f"bundle {folder}: {name} does not fit the shapes in the manifest") from None
+        raise BundleError(
+            f"bundle {folder}: {name} does not fit the shapes in the manifest"
+        ) from None
 
 
 def load_party(path: str | Path, index: int) -> tuple[Manifest, PartyExtractor]:
@@ -254,7 +274,9 @@ def load_party(path: str | Path, index: int) -> tuple[Manifest, PartyExtractor]:
     if not 0 <= index < manifest.num_parties:
         raise BundleError(f"bundle {folder} has parties 0..{manifest.num_parties - 1}, not {index}")
     cfg = manifest.model_cfg
-    extractor = PartyExtractor(in_dim=manifest.party_dims[index], hidden=cfg.extractor_hidden, emb_dim=cfg.emb_dim)
+    extractor = PartyExtractor(
+        in_dim=manifest.party_dims[index], hidden=cfg.extractor_hidden, emb_dim=cfg.emb_dim
+    )
     name = _party_file(index)
     _load_state(extractor, _read_verified(folder, manifest, name), folder=folder, name=name)
     return manifest, extractor.eval()
@@ -264,7 +286,9 @@ def load_bundle(path: str | Path, *, device: torch.device | str = "cpu") -> Bund
     """Load and verify every file of the bundle; networks in eval mode on ``device``."""
     folder = Path(path)
     manifest = read_manifest(folder)
-    models = build_models(party_dims=manifest.party_dims, num_classes=manifest.num_classes, config=manifest.model_cfg)
+    models = build_models(
+        party_dims=manifest.party_dims, num_classes=manifest.num_classes, config=manifest.model_cfg
+    )
     modules: dict[str, nn.Module] = {
         **{_party_file(i): f for i, f in enumerate(models.extractors)},
         "head_vfl.safetensors": models.head_vfl,
@@ -286,22 +310,33 @@ def load_bundle(path: str | Path, *, device: torch.device | str = "cpu") -> Bund
     )
 
 
-def _read_bank(folder: Path, manifest: Manifest, device: torch.device | str) -> dict[str, torch.Tensor] | None:
+def _read_bank(
+    folder: Path, manifest: Manifest, device: torch.device | str
+) -> dict[str, torch.Tensor] | None:
     if BANK not in manifest.files:
         return None
     bank = _read_verified(folder, manifest, BANK)
     width = manifest.num_parties * int(manifest.model["emb_dim"])
     rows, labels = bank.get("rows"), bank.get("labels")
-    if rows is None or labels is None or rows.dim() != 2 or rows.shape[1] != width or labels.shape != rows.shape[:1]:
+    if (
+        rows is None
+        or labels is None
+        or rows.dim() != 2
+        or rows.shape[1] != width
+        or labels.shape != rows.shape[:1]
+    ):
         raise BundleError(f"bundle {folder}: {BANK} does not fit the shapes in the manifest")
     return {"rows": rows.to(device), "labels": labels.to(device)}
 
 
 def write_bank(path: str | Path, rows: torch.Tensor, labels: torch.Tensor) -> None:
-    """Store the consistency bank (clean embeddings (N, M*e) and labels (N,)) and record its sha256."""
+    """Store the consistency bank (clean embeddings (N, M*e) and labels (N,)) and record its
+    sha256."""
     folder = Path(path)
     manifest = read_manifest(folder)
-    raw = st_save({"rows": rows.detach().cpu().contiguous(), "labels": labels.detach().cpu().contiguous()})
+    raw = st_save(
+        {"rows": rows.detach().cpu().contiguous(), "labels": labels.detach().cpu().contiguous()}
+    )
     (folder / BANK).write_bytes(raw)
     manifest.files[BANK] = _sha256(raw)
     _write_manifest(folder, manifest)
@@ -311,7 +346,9 @@ def write_calibration(path: str | Path, calibration: Calibration) -> None:
     """Store ``calibration.json`` in the bundle and record its sha256 in the manifest."""
     folder = Path(path)
     manifest = read_manifest(folder)
-    raw = (json.dumps(calibration.model_dump(exclude_none=True), indent=2, sort_keys=True) + "\n").encode()
+    raw = (
+        json.dumps(calibration.model_dump(exclude_none=True), indent=2, sort_keys=True) + "\n"
+    ).encode()
     (folder / CALIBRATION).write_bytes(raw)
     manifest.files[CALIBRATION] = _sha256(raw)
     _write_manifest(folder, manifest)

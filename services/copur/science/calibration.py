@@ -1,4 +1,5 @@
-"""Calibrating a bundle on its clean data: the consistency bank, block scales and per-purifier flag thresholds."""
+"""Calibrating a bundle on its clean data: the consistency bank, block scales and per-purifier
+flag thresholds."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from copur.science.purify.bank import nearest_unit
 
 __all__ = ["BANK_ROWS", "CALIBRATION_VERSION", "bundle_bank", "calibrate_bundle", "embed_ids"]
 
-#: the most training samples the consistency bank keeps (a class-stratified, seeded choice beyond that)
+# : the most training samples the consistency bank keeps (a class-stratified, seeded choice beyond
+# that)
 BANK_ROWS: Final = 16384
 #: calibration.json's layout; an older one lacks what this version's purifiers need
 CALIBRATION_VERSION: Final = 2
@@ -29,7 +31,8 @@ def embed_ids(bundle: Bundle, xs: list[torch.Tensor]) -> torch.Tensor:
 
 
 def _bank_ids(ids: np.ndarray, labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
-    """``ids`` when there are at most ``limit``, else a seeded choice of ``limit`` with every class in proportion."""
+    """``ids`` when there are at most ``limit``, else a seeded choice of ``limit`` with every
+    class in proportion."""
     if len(ids) <= limit:
         return ids
     rng = np.random.default_rng(seed)
@@ -42,7 +45,8 @@ def _bank_ids(ids: np.ndarray, labels: np.ndarray, limit: int, seed: int) -> np.
 
 
 def bundle_bank(bundle: Bundle) -> Bank:
-    """The bundle's consistency bank with the unit distances of its calibration (on the bundle's device)."""
+    """The bundle's consistency bank with the unit distances of its calibration (on the bundle's
+    device)."""
     calibration = bundle.calibration
     if bundle.bank is None or calibration is None or calibration.bank_unit is None:
         raise BundleError(
@@ -50,26 +54,33 @@ def bundle_bank(bundle: Bundle) -> Bank:
             f"run `copur calibrate {bundle.path}`"
         )
     rows = bundle.bank["rows"]
-    return Bank(rows=rows, labels=bundle.bank["labels"], unit=torch.tensor(calibration.bank_unit, device=rows.device))
+    return Bank(
+        rows=rows,
+        labels=bundle.bank["labels"],
+        unit=torch.tensor(calibration.bank_unit, device=rows.device),
+    )
 
 
 def calibrate_bundle(
     path: str | Path, *, quantile: float = 0.99, factor: float = 3.0, bank_rows: int = BANK_ROWS
 ) -> Calibration:
-    """Compute and store the consistency bank (``bank.safetensors``: clean embeddings and labels of up to
-    ``bank_rows`` training samples) and ``calibration.json``: block scales, mean blocks (M, e) and bank units
-    of the validation embeddings, and for every purifier the flag threshold ``factor`` (or the purifier's own
-    ``flag_factor``) x its ``quantile`` clean score per party. calibration.json is written last."""
+    """Compute and store the consistency bank (``bank.safetensors``: clean embeddings and labels
+    of up to ``bank_rows`` training samples) and ``calibration.json``: block scales, mean
+    blocks (M, e) and bank units of the validation embeddings, and for every purifier the flag
+    threshold ``factor`` (or the purifier's own ``flag_factor``) x its ``quantile`` clean
+    score per party. calibration.json is written last."""
     bundle = load_bundle(path)
     data = load_dataset(bundle.manifest.dataset_spec)
     m = bundle.manifest.num_parties
-    # Step 1: the bank: clean embeddings of (up to bank_rows of) the samples the networks were fitted on.
+    # Step 1: the bank: clean embeddings of (up to bank_rows of) the samples the networks were
+    # fitted on.
     seed = int(bundle.manifest.train.get("seed", 0))
     ids = _bank_ids(bundle.train_ids, data.labels[bundle.train_ids], bank_rows, seed)
     rows = embed_ids(bundle, [torch.as_tensor(x) for x in data.party_rows(ids)])
     labels = torch.as_tensor(data.labels[ids])
     write_bank(path, rows, labels)
-    # Step 2: scales and units on the held-out validation split (never fitted on, never in the bank).
+    # Step 2: scales and units on the held-out validation split (never fitted on, never in the
+    # bank).
     h_val = embed_ids(bundle, [torch.as_tensor(x) for x in data.party_rows(bundle.val_ids)])
     scale = block_scales(h_val, m)
     bank = Bank(rows=rows, labels=labels, unit=nearest_unit(h_val, rows, m, scale))
@@ -81,7 +92,9 @@ def calibrate_bundle(
             name, autoencoder=bundle.models.autoencoder, num_parties=m, block_scale=scale, bank=bank
         )
         factors[name] = purifier.flag_factor if purifier.flag_factor is not None else factor
-        thresholds[name] = flag_thresholds(purifier, h_val, quantile=quantile, factor=factors[name]).tolist()
+        thresholds[name] = flag_thresholds(
+            purifier, h_val, quantile=quantile, factor=factors[name]
+        ).tolist()
     calibration = Calibration(
         version=CALIBRATION_VERSION,
         block_scale=scale.tolist(),

@@ -32,17 +32,18 @@ class ModelConfig:
         width = num_parties * self.emb_dim
         if self.ae_code * 2 > width:
             raise ConfigError(
-                f"ae_code={self.ae_code} is not well below the AE input width {width} (need <= {width // 2})"
+                f"ae_code={self.ae_code} is not well below the AE input width {width} (need <= "
+                f"{width // 2})"
             )
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """The three training stages (docs/ARCHITECTURE.md, "Training"), each with its own epochs and learning rate.
+    """The three training stages (docs/ARCHITECTURE.md, "Training"), each with its own epochs and
+    learning rate.
 
     ``ae_mask_prob``: chance that a training sample of the AE has blocks hidden (zeroed), up to
-    ``ae_mask_max`` of them, so the encoder learns to impute from partial views.
-    """
+    ``ae_mask_max`` of them, so the encoder learns to impute from partial views."""
 
     seed: int = 0
     val_fraction: float = 0.1

@@ -10,7 +10,8 @@ __all__ = ["resolve_device"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """Map ``auto`` / ``cpu`` / ``cuda[:k]`` to a device; asking for cuda without one is an error."""
+    """Map ``auto`` / ``cpu`` / ``cuda[:k]`` to a device; asking for cuda without one is an
+    error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -1,4 +1,5 @@
-"""The networks: per-party extractors f_i, the fusion head g, and the subspace autoencoder D(E(.))."""
+"""The networks: per-party extractors f_i, the fusion head g, and the subspace autoencoder
+D(E(.))."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ class PartyExtractor(nn.Module):
         return int(self.mean.shape[0])
 
     def set_standardization(self, mean: torch.Tensor, scale: torch.Tensor) -> None:
-        """Store the training split's per-column mean and standard deviation (zero deviations become 1)."""
+        """Store the training split's per-column mean and standard deviation (zero deviations
+        become 1)."""
         self.mean.copy_(mean)
         self.scale.copy_(torch.where(scale > 1e-8, scale, torch.ones_like(scale)))
 
@@ -45,7 +47,9 @@ class FusionHead(nn.Module):
 
     def __init__(self, *, in_dim: int, hidden: int, num_classes: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
+        )
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """g(h): class logits of concatenated embeddings; (n, M*e) -> (n, C)."""
@@ -58,8 +62,12 @@ class AutoEncoder(nn.Module):
     def __init__(self, *, in_dim: int, hidden: int, code: int, slope: float) -> None:
         super().__init__()
         self.width = in_dim
-        self.encoder = nn.Sequential(nn.Linear(in_dim, hidden), nn.LeakyReLU(slope), nn.Linear(hidden, code))
-        self.decoder = nn.Sequential(nn.Linear(code, hidden), nn.LeakyReLU(slope), nn.Linear(hidden, in_dim))
+        self.encoder = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.LeakyReLU(slope), nn.Linear(hidden, code)
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(code, hidden), nn.LeakyReLU(slope), nn.Linear(hidden, in_dim)
+        )
 
     def encode(self, h: torch.Tensor) -> torch.Tensor:
         """E(h): the code of concatenated embeddings; (n, M*e) -> (n, code)."""
@@ -109,9 +117,12 @@ def build_models(*, party_dims: Sequence[int], num_classes: int, config: ModelCo
     width = len(party_dims) * config.emb_dim
     return ModelSet(
         extractors=[
-            PartyExtractor(in_dim=d, hidden=config.extractor_hidden, emb_dim=config.emb_dim) for d in party_dims
+            PartyExtractor(in_dim=d, hidden=config.extractor_hidden, emb_dim=config.emb_dim)
+            for d in party_dims
         ],
         head_vfl=FusionHead(in_dim=width, hidden=config.head_hidden, num_classes=num_classes),
-        autoencoder=AutoEncoder(in_dim=width, hidden=config.ae_hidden, code=config.ae_code, slope=config.ae_slope),
+        autoencoder=AutoEncoder(
+            in_dim=width, hidden=config.ae_hidden, code=config.ae_code, slope=config.ae_slope
+        ),
         head_ae=FusionHead(in_dim=width, hidden=config.head_hidden, num_classes=num_classes),
     )

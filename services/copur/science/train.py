@@ -26,7 +26,8 @@ __all__ = ["TrainResult", "block_mask", "train_all"]
 
 @dataclass
 class TrainResult:
-    """Trained networks, clean metrics, and the ids actually fitted on / held out for calibration."""
+    """Trained networks, clean metrics, and the ids actually fitted on / held out for
+    calibration."""
 
     models: ModelSet
     metrics: dict[str, float]
@@ -39,8 +40,11 @@ def _batches(n: int, size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
     yield from perm.split(size)
 
 
-def block_mask(batch: int, parties: int, *, prob: float, max_hidden: int, gen: torch.Generator) -> torch.Tensor:
-    """(batch, parties) 0/1 keep-mask: with probability ``prob`` a row hides 1..max_hidden random parties."""
+def block_mask(
+    batch: int, parties: int, *, prob: float, max_hidden: int, gen: torch.Generator
+) -> torch.Tensor:
+    """(batch, parties) 0/1 keep-mask: with probability ``prob`` a row hides 1..max_hidden random
+    parties."""
     keep = torch.ones(batch, parties)
     max_hidden = min(max_hidden, parties - 1)
     if max_hidden < 1:
@@ -93,9 +97,12 @@ def train_all(
     gen = torch.Generator().manual_seed(config.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        models = build_models(party_dims=data.party_dims, num_classes=data.num_classes, config=config.model)
+        models = build_models(
+            party_dims=data.party_dims, num_classes=data.num_classes, config=config.model
+        )
     models.to(device)
-    # Hold out a stratified validation part of the training split (for calibration, never fitted on).
+    # Hold out a stratified validation part of the training split (for calibration, never fitted
+    # on).
     pos_fit, pos_val = stratified_split(
         data.labels[data.train_ids], test_fraction=config.val_fraction, seed=config.seed
     )
@@ -110,13 +117,19 @@ def train_all(
     n, m, e = len(y_tr), data.num_parties, config.model.emb_dim
     hide = config.mask_max(m)
 
-    # Stage 1: extractors and head end to end, with whole parties dropped at random (party dropout), so that
+    # Stage 1: extractors and head end to end, with whole parties dropped at random (party dropout),
+    # so that
     # every embedding carries information on its own and the head tolerates missing parties.
     def vfl_loss(i: torch.Tensor) -> torch.Tensor:
         keep = block_mask(len(i), m, prob=config.vfl_mask_prob, max_hidden=hide, gen=gen).to(device)
-        return ce(models.head_vfl(models.embed([x[i] for x in xs_tr]) * keep.repeat_interleave(e, dim=1)), y_tr[i])
+        return ce(
+            models.head_vfl(models.embed([x[i] for x in xs_tr]) * keep.repeat_interleave(e, dim=1)),
+            y_tr[i],
+        )
 
-    vfl_params = [p for f in models.extractors for p in f.parameters()] + list(models.head_vfl.parameters())
+    vfl_params = [p for f in models.extractors for p in f.parameters()] + list(
+        models.head_vfl.parameters()
+    )
     _fit(
         vfl_params,
         vfl_loss,
@@ -155,12 +168,15 @@ def train_all(
     with torch.no_grad():
         r_tr, r_te = models.autoencoder(h_tr), models.autoencoder(h_te)
 
-    # Stage 3: head retrained on AE outputs (of block-masked inputs too), starting from the stage-1 head.
+    # Stage 3: head retrained on AE outputs (of block-masked inputs too), starting from the stage-1
+    # head.
     models.head_ae.load_state_dict(models.head_vfl.state_dict())
     models.head_ae.train()
 
     def head_loss(i: torch.Tensor) -> torch.Tensor:
-        keep = block_mask(len(i), m, prob=config.head_mask_prob, max_hidden=hide, gen=gen).to(device)
+        keep = block_mask(len(i), m, prob=config.head_mask_prob, max_hidden=hide, gen=gen).to(
+            device
+        )
         with torch.no_grad():
             r = models.autoencoder(h_tr[i] * keep.repeat_interleave(e, dim=1))
         return ce(models.head_ae(r), y_tr[i])

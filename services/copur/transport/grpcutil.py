@@ -38,8 +38,9 @@ RECONNECT_OPTIONS: list[tuple[str, int]] = [
     ("grpc.initial_reconnect_backoff_ms", 500),
     ("grpc.max_reconnect_backoff_ms", 2000),
 ]
-"""Channel options of a client that must notice a restarted server soon. gRPC's default reconnect backoff
-grows toward 120 s: a party back after a minute's outage stayed missing for another 17 s (measured)."""
+"""Channel options of a client that must notice a restarted server soon. gRPC's default reconnect
+backoff grows toward 120 s: a party back after a minute's outage stayed missing for another 17 s
+(measured)."""
 
 
 class InvalidRequest(CopurError):
@@ -63,10 +64,12 @@ class UnsupportedMediaType(CopurError):
 
 
 class SchemaMismatch(CopurError):
-    """Well-formed input of the wrong shape: a missing field, a wrong type (the message names the field)."""
+    """Well-formed input of the wrong shape: a missing field, a wrong type (the message names the
+    field)."""
 
 
-# The one mapping from domain errors to transport status; any other CopurError is the caller's fault.
+# The one mapping from domain errors to transport status; any other CopurError is the caller's
+# fault.
 _STATUS: dict[type[CopurError], tuple[int, grpc.StatusCode]] = {
     NotFound: (404, grpc.StatusCode.NOT_FOUND),
     TooLarge: (413, grpc.StatusCode.RESOURCE_EXHAUSTED),

@@ -1,4 +1,5 @@
-"""Readiness probes used by containers and the launcher: gRPC health (plaintext or mTLS) and HTTP GET."""
+"""Readiness probes used by containers and the launcher: gRPC health (plaintext or mTLS) and HTTP
+GET."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ def probe_grpc(target: str, timeout: float = 2.0, tls: TlsIdentity | None = None
     presents that certificate (an mTLS server refuses a probe without one: False)."""
     try:
         with channel(target, tls) as chan:
-            reply = health_pb2_grpc.HealthStub(chan).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+            reply = health_pb2_grpc.HealthStub(chan).Check(
+                health_pb2.HealthCheckRequest(), timeout=timeout
+            )
     except grpc.RpcError:
         return False
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)

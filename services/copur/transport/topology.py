@@ -1,7 +1,7 @@
-"""The one cluster topology file (``deploy/cluster.yaml``) that drives the local launcher, docker compose
-and the Kubernetes manifests: the bundle, each party's port, which parties sit behind an adversary, and
-the fusion center's settings, and how every gRPC link is secured (``tls``: mutual TLS unless the file says
-otherwise). Environment variables override a few fields (``COPUR_*``)."""
+"""The one cluster topology file (``deploy/cluster.yaml``) that drives the local launcher, docker
+compose and the Kubernetes manifests: the bundle, each party's port, which parties sit behind an
+adversary, and the fusion center's settings, and how every gRPC link is secured (``tls``: mutual
+TLS unless the file says otherwise). Environment variables override a few fields (``COPUR_*``)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ class PartyNode(_Strict):
 
 
 class AdversaryNode(_Strict):
-    """A compromised party: a gRPC proxy in front of party ``party`` with an HTTP control endpoint."""
+    """A compromised party: a gRPC proxy in front of party ``party`` with an HTTP control
+    endpoint."""
 
     party: int = Field(ge=0)
     port: int = Field(ge=1, le=65535)
@@ -74,22 +75,25 @@ class FusionNode(_Strict):
     batching: bool = True
     default_defense: str = "copur"
     device: str = "auto"
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)  # larger HTTP bodies: 413 before parsing
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024
+    )  # larger HTTP bodies: 413 before parsing
 
 
 class AuthConfig(_Strict):
-    """API keys on the HTTP and gRPC front doors of the fusion center and the adversaries' control endpoints:
-    ``keys`` (the hashes in ``keys_file``, see ``copur keys init``; ``$COPUR_API_KEYS`` may hold the file's
-    JSON instead) or ``none`` (loopback only). A relative ``keys_file`` is taken from the working directory."""
+    """API keys on the HTTP and gRPC front doors of the fusion center and the adversaries'
+    control endpoints: ``keys`` (the hashes in ``keys_file``, see ``copur keys init``;
+    ``$COPUR_API_KEYS`` may hold the file's JSON instead) or ``none`` (loopback only). A
+    relative ``keys_file`` is taken from the working directory."""
 
     mode: Literal["keys", "none"] = "keys"
     keys_file: str = "runs/certs/api-keys.json"
 
 
 class TlsConfig(_Strict):
-    """How every gRPC link is secured: ``mtls`` (each side presents a certificate signed by the CA in ``dir``,
-    see ``copur certs init``) or ``plaintext`` (loopback only). A relative ``dir`` is taken from the working
-    directory, as ``bundle`` is."""
+    """How every gRPC link is secured: ``mtls`` (each side presents a certificate signed by the
+    CA in ``dir``, see ``copur certs init``) or ``plaintext`` (loopback only). A relative
+    ``dir`` is taken from the working directory, as ``bundle`` is."""
 
     mode: Literal["mtls", "plaintext"] = "mtls"
     dir: str = "runs/certs"
@@ -124,32 +128,41 @@ class Topology(_Strict):
     def _consistent(self) -> Topology:
         if self.auth.mode == "none" and not is_loopback(self.bind_host):
             raise ValueError(
-                f"auth.mode none with bind_host {self.bind_host}: an API without keys is for loopback only "
+                f"auth.mode none with bind_host {self.bind_host}: an API without keys is for "
+                "loopback only "
                 "(use auth.mode keys, or bind 127.0.0.1)"
             )
         if self.tls.mode == "plaintext" and not is_loopback(self.bind_host):
             raise ValueError(
-                f"tls.mode plaintext with bind_host {self.bind_host}: plaintext gRPC is for loopback only "
+                f"tls.mode plaintext with bind_host {self.bind_host}: plaintext gRPC is for "
+                "loopback only "
                 "(use tls.mode mtls, or bind 127.0.0.1)"
             )
         indices = sorted(p.index for p in self.parties)
         if indices != list(range(len(indices))):
-            raise ValueError(f"party indices must be 0..{len(indices) - 1} once each, got {indices}")
+            raise ValueError(
+                f"party indices must be 0..{len(indices) - 1} once each, got {indices}"
+            )
         ports = [port for port, _ in self.listeners()]
         dup = sorted({p for p in ports if ports.count(p) > 1})
         if dup:
             raise ValueError(f"port {dup[0]} is used twice")
         for adv in self.adversaries:
             if adv.party not in indices:
-                raise ValueError(f"adversary in front of party {adv.party}, which is not in the topology")
+                raise ValueError(
+                    f"adversary in front of party {adv.party}, which is not in the topology"
+                )
         if self.fusion.min_parties > len(indices):
-            raise ValueError(f"fusion.min_parties {self.fusion.min_parties} exceeds the {len(indices)} parties")
+            raise ValueError(
+                f"fusion.min_parties {self.fusion.min_parties} exceeds the {len(indices)} parties"
+            )
         if len({a.party for a in self.adversaries}) != len(self.adversaries):
             raise ValueError("at most one adversary per party")
         return self
 
     def host(self, role: str) -> str:
-        """How other roles reach ``role``: loopback locally, the service name in compose / Kubernetes."""
+        """How other roles reach ``role``: loopback locally, the service name in compose /
+        Kubernetes."""
         return "127.0.0.1" if self.hostnames == "local" else role
 
     def party_address(self, index: int) -> str:
@@ -165,7 +178,8 @@ class Topology(_Strict):
         return next((a for a in self.adversaries if a.party == index), None)
 
     def fusion_target(self, index: int) -> str:
-        """Where the fusion center sends party ``index``'s Embed calls: its adversary if it has one."""
+        """Where the fusion center sends party ``index``'s Embed calls: its adversary if it has
+        one."""
         adv = self.adversary_for(index)
         if adv is None:
             return self.party_address(index)
@@ -175,12 +189,19 @@ class Topology(_Strict):
         """Every port the topology's processes listen on, with what listens there."""
         ports = [(p.port, f"party {p.index}") for p in self.parties]
         for a in self.adversaries:
-            ports += [(a.port, f"adversary {a.party}"), (a.control_port, f"adversary {a.party} control")]
-        return [*ports, (self.fusion.http_port, "fusion HTTP"), (self.fusion.grpc_port, "fusion gRPC")]
+            ports += [
+                (a.port, f"adversary {a.party}"),
+                (a.control_port, f"adversary {a.party} control"),
+            ]
+        return [
+            *ports,
+            (self.fusion.http_port, "fusion HTTP"),
+            (self.fusion.grpc_port, "fusion gRPC"),
+        ]
 
     def fusion_peer(self, index: int) -> str:
-        """The service the fusion center reaches for party ``index`` (``adversary-i`` or ``party-i``): the
-        name its TLS certificate must carry."""
+        """The service the fusion center reaches for party ``index`` (``adversary-i`` or
+        ``party-i``): the name its TLS certificate must carry."""
         return service_name("adversary" if self.adversary_for(index) else "party", index)
 
     @property
@@ -190,13 +211,14 @@ class Topology(_Strict):
 
 
 def service_name(role: str, index: int | None = None) -> str:
-    """``party-3``, ``adversary-1``, ``fusion``: container, compose service and Kubernetes Service names."""
+    """``party-3``, ``adversary-1``, ``fusion``: container, compose service and Kubernetes
+    Service names."""
     return role if index is None else f"{role}-{index}"
 
 
 def _override(raw: dict, dotted: str, value: str) -> None:
-    """Set ``raw[a][b] = value`` for ``dotted`` = ``a.b`` (creating the section; a non-mapping is left for
-    validation to report)."""
+    """Set ``raw[a][b] = value`` for ``dotted`` = ``a.b`` (creating the section; a non-mapping is
+    left for validation to report)."""
     *sections, leaf = dotted.split(".")
     node = raw
     for key in sections:
@@ -209,7 +231,8 @@ def _override(raw: dict, dotted: str, value: str) -> None:
 
 
 def load_topology(path: str | Path, env: Mapping[str, str] | None = None) -> Topology:
-    """Read the YAML topology, apply ``COPUR_*`` environment overrides, validate; one-line errors."""
+    """Read the YAML topology, apply ``COPUR_*`` environment overrides, validate; one-line
+    errors."""
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"topology file {file} does not exist")

@@ -1,6 +1,7 @@
-"""What the FastAPI apps (fusion center, adversary control) share at their boundary: domain errors as JSON
-``{"detail": "<one line>"}`` with the status from :func:`copur.transport.grpcutil.http_status` (the one mapping), a
-bounded JSON body reader, and FastAPI's list-shaped validation errors folded to one line."""
+"""What the FastAPI apps (fusion center, adversary control) share at their boundary: domain
+errors as JSON ``{"detail": "<one line>"}`` with the status from
+:func:`copur.transport.grpcutil.http_status` (the one mapping), a bounded JSON body reader,
+and FastAPI's list-shaped validation errors folded to one line."""
 
 from __future__ import annotations
 
@@ -54,10 +55,13 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def error_response(exc: CopurError) -> JSONResponse:
-    """``exc`` as its HTTP answer: status from the one mapping, one-line detail, the auth headers."""
+    """``exc`` as its HTTP answer: status from the one mapping, one-line detail, the auth
+    headers."""
     headers = dict(exc.headers) if isinstance(exc, AuthError) else None
     return JSONResponse(
-        status_code=http_status(exc), content={"detail": one_line(str(exc), MAX_DETAIL_CHARS)}, headers=headers
+        status_code=http_status(exc),
+        content={"detail": one_line(str(exc), MAX_DETAIL_CHARS)},
+        headers=headers,
     )
 
 
@@ -84,7 +88,8 @@ def validation_detail(errors: Sequence[Mapping[str, Any]]) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Domain errors -> :func:`error_response`; FastAPI's request validation errors -> 422 with one line."""
+    """Domain errors -> :func:`error_response`; FastAPI's request validation errors -> 422 with
+    one line."""
 
     @app.exception_handler(CopurError)
     async def _domain(request: Request, exc: CopurError) -> JSONResponse:
@@ -100,18 +105,23 @@ def _media_type(request: Request) -> str:
 
 
 async def read_json_body(request: Request, max_bytes: int) -> Any:
-    """The request's JSON body, parsed. Refuses, before parsing: a media type other than JSON (415), a
-    declared or actual size over ``max_bytes`` (413; the body is never read past the limit); then an empty
-    body, invalid JSON or absurd nesting (400). Every refusal is a domain error with a one-line message."""
+    """The request's JSON body, parsed. Refuses, before parsing: a media type other than JSON
+    (415), a declared or actual size over ``max_bytes`` (413; the body is never read past the
+    limit); then an empty body, invalid JSON or absurd nesting (400). Every refusal is a
+    domain error with a one-line message."""
     media = _media_type(request)
     if media != "application/json" and not media.endswith("+json"):
-        raise UnsupportedMediaType(f"Content-Type must be application/json, not {media or 'missing'}")
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, not {media or 'missing'}"
+        )
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.strip().isdigit():
             raise InvalidRequest("Content-Length is not a number")
         if int(declared) > max_bytes:
-            raise TooLarge(f"request body of {int(declared)} bytes exceeds the limit of {max_bytes} bytes")
+            raise TooLarge(
+                f"request body of {int(declared)} bytes exceeds the limit of {max_bytes} bytes"
+            )
     body = bytearray()
     async for chunk in request.stream():
         body += chunk

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 __all__ = ["bench_app"]
 
 bench_app = typer.Typer(
-    help="Benchmarks: the purifiers' throughput and latency, the service under load, docs/PERFORMANCE.md.",
+    help="Benchmarks: the purifiers' throughput and latency, the service under load, "
+    "docs/PERFORMANCE.md.",
     no_args_is_help=True,
 )
 
@@ -37,7 +38,9 @@ PURIFIER_BATCH_SIZES = (1, 8, 64, 512, 4096)
 SERVE_CONCURRENCY = (1, 8, 64)
 
 
-def _int_list(option: str, values: list[str] | None, extra: list[str], default: tuple[int, ...]) -> list[int]:
+def _int_list(
+    option: str, values: list[str] | None, extra: list[str], default: tuple[int, ...]
+) -> list[int]:
     """Whole numbers >= 1 given as ``--opt 1 8 64``, ``--opt 1,8,64`` or ``--opt 1 --opt 8``."""
     if extra and not values:
         raise ConfigError(f"unexpected argument '{extra[0]}'")
@@ -64,11 +67,18 @@ def _bench_device(name: str) -> torch.device:
 
 
 def _purifier_command(
-    device: str, sizes: list[int], bundle: str, min_seconds: float, threads: int | None, json_path: Path
+    device: str,
+    sizes: list[int],
+    bundle: str,
+    min_seconds: float,
+    threads: int | None,
+    json_path: Path,
 ) -> str:
     """``copur bench purifier`` with every setting spelled out (defaults included)."""
     options = {"device": device, "batch_sizes": sizes, "bundle": bundle, "min_seconds": min_seconds}
-    return spelled_out(["bench", "purifier"], {**options, "threads": threads or None, "json": json_path})
+    return spelled_out(
+        ["bench", "purifier"], {**options, "threads": threads or None, "json": json_path}
+    )
 
 
 @bench_app.command("purifier", context_settings=_LIST_OPTION)
@@ -76,14 +86,18 @@ def bench_purifier_command(
     ctx: typer.Context,
     json_path: Annotated[Path, typer.Option("--json", help="Where to write the results (JSON).")],
     device: Annotated[
-        str, typer.Option(help="cpu, cuda (an error when no CUDA device is present) or auto (cuda when present).")
+        str,
+        typer.Option(
+            help="cpu, cuda (an error when no CUDA device is present) or auto (cuda when present)."
+        ),
     ] = "cpu",
     batch_sizes: Annotated[
         list[str] | None,
         typer.Option(
             "--batch-sizes",
             metavar="N[,N...]",
-            help="Batch sizes to time: `--batch-sizes 1 8 64`, `--batch-sizes 1,8,64` or the option repeated. "
+            help="Batch sizes to time: `--batch-sizes 1 8 64`, `--batch-sizes 1,8,64` or the "
+            "option repeated. "
             "[default: 1 8 64 512 4096]",
             show_default=False,
         ),
@@ -91,13 +105,19 @@ def bench_purifier_command(
     bundle: Annotated[
         str,
         typer.Option(
-            help="Bundle for the mfeat shape (its autoencoder, calibration and test embeddings); without a bundle "
+            help="Bundle for the mfeat shape (its autoencoder, calibration and test embeddings); "
+            "without a bundle "
             "there the mfeat shape is skipped with a note."
         ),
     ] = "runs/mfeat",
-    min_seconds: Annotated[float, typer.Option(min=0.0, help="Repeat each measurement for at least this long.")] = 1.0,
+    min_seconds: Annotated[
+        float, typer.Option(min=0.0, help="Repeat each measurement for at least this long.")
+    ] = 1.0,
     threads: Annotated[
-        int | None, typer.Option(min=1, help="torch intra-op threads (default: the cores this process may use).")
+        int | None,
+        typer.Option(
+            min=1, help="torch intra-op threads (default: the cores this process may use)."
+        ),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Print each measurement as it is taken.")] = True,
 ) -> None:
@@ -138,7 +158,12 @@ def bench_purifier_command(
 
 
 def _serve_command(
-    url: str | None, config: Path, batching: str, levels: list[int], json_path: Path, **numbers: object
+    url: str | None,
+    config: Path,
+    batching: str,
+    levels: list[int],
+    json_path: Path,
+    **numbers: object,
 ) -> str:
     """``copur bench serve`` with every setting spelled out (defaults included)."""
     where = {"url": url} if url else {"up": True, "config": config}
@@ -150,15 +175,23 @@ def _serve_command(
 def bench_serve_command(
     ctx: typer.Context,
     json_path: Annotated[Path, typer.Option("--json", help="Where to write the results (JSON).")],
-    url: Annotated[str | None, typer.Option(help="Fusion center HTTP URL of a running cluster.")] = None,
+    url: Annotated[
+        str | None, typer.Option(help="Fusion center HTTP URL of a running cluster.")
+    ] = None,
     up: Annotated[
-        bool, typer.Option("--up", help="Start the cluster of --config (adversaries honest), bench it, stop it.")
+        bool,
+        typer.Option(
+            "--up", help="Start the cluster of --config (adversaries honest), bench it, stop it."
+        ),
     ] = False,
-    config: Annotated[Path, typer.Option(help="Topology that --up starts.")] = Path("deploy/cluster.yaml"),
+    config: Annotated[Path, typer.Option(help="Topology that --up starts.")] = Path(
+        "deploy/cluster.yaml"
+    ),
     batching: Annotated[
         str | None,
         typer.Option(
-            help="on, off or both (--up starts the cluster once per setting; default both). With --url: the "
+            help="on, off or both (--up starts the cluster once per setting; default both). With "
+            "--url: the "
             "running cluster's setting, used as the label (default on).",
             show_default=False,
         ),
@@ -167,33 +200,41 @@ def bench_serve_command(
         list[str] | None,
         typer.Option(
             metavar="N[,N...]",
-            help="Concurrent clients per level: `--concurrency 1 8 64`, `1,8,64` or the option repeated. "
+            help="Concurrent clients per level: `--concurrency 1 8 64`, `1,8,64` or the option "
+            "repeated. "
             "[default: 1 8 64]",
             show_default=False,
         ),
     ] = None,
     requests: Annotated[int, typer.Option(min=1, help="Most requests per level.")] = 20000,
-    duration: Annotated[float, typer.Option(min=0.001, help="Most seconds per level (no new request after).")] = 20.0,
+    duration: Annotated[
+        float, typer.Option(min=0.001, help="Most seconds per level (no new request after).")
+    ] = 20.0,
     ids_per_request: Annotated[int, typer.Option(min=1, help="Sample ids per request.")] = 1,
     defense: Annotated[str, typer.Option(help="Defense each request asks for.")] = "copur",
     warmup: Annotated[int, typer.Option(min=0, help="Uncounted requests before each level.")] = 20,
-    log_dir: Annotated[Path | None, typer.Option(help="Where the --up cluster logs (default: a temp dir).")] = None,
-    start_timeout: Annotated[float, typer.Option(help="Seconds to wait for the --up cluster to be ready.")] = 180.0,
+    log_dir: Annotated[
+        Path | None, typer.Option(help="Where the --up cluster logs (default: a temp dir).")
+    ] = None,
+    start_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the --up cluster to be ready.")
+    ] = 180.0,
     api_key: Annotated[
         str | None,
         typer.Option(
-            help="API key with scope predict (default: the --up cluster's development key, else $COPUR_API_KEY)."
+            help="API key with scope predict (default: the --up cluster's development key, else "
+            "$COPUR_API_KEY)."
         ),
     ] = None,
 ) -> None:
-    """Load the fusion center's POST /v1/predict; write throughput, latency, errors, peak RSS as JSON.
+    """Load the fusion center's POST /v1/predict; write throughput, latency, errors, peak RSS as
+    JSON.
 
     Each concurrency level runs that many concurrent clients over keep-alive
     connections for at most --requests requests or --duration seconds.
     Latency percentiles (p50/p95/p99/max) cover every request; errors count
     non-200 answers by status and transport failures by name; the peak
-    resident memory of each cluster process is sampled during the run.
-    """
+    resident memory of each cluster process is sampled during the run."""
 
     def run() -> int:
         from copur.evaluation.bench.serve import serve_command
@@ -205,7 +246,9 @@ def bench_serve_command(
             raise ConfigError(f"--config: {config} not found")
         mode = batching or ("both" if up else "on")
         numbers = {"requests": requests, "duration": duration, "ids_per_request": ids_per_request}
-        command = _serve_command(url, config, mode, levels, json_path, **numbers, defense=defense, warmup=warmup)
+        command = _serve_command(
+            url, config, mode, levels, json_path, **numbers, defense=defense, warmup=warmup
+        )
         return serve_command(
             url=url,
             config=config,
@@ -231,12 +274,18 @@ def bench_serve_command(
 @bench_app.command("report")
 def bench_report_command(
     purifier: Annotated[
-        Path | None, typer.Option(help="JSON from `copur bench purifier` (its sections are left out without it).")
+        Path | None,
+        typer.Option(
+            help="JSON from `copur bench purifier` (its sections are left out without it)."
+        ),
     ] = None,
     serve: Annotated[
-        Path | None, typer.Option(help="JSON from `copur bench serve` (its sections are left out without it).")
+        Path | None,
+        typer.Option(help="JSON from `copur bench serve` (its sections are left out without it)."),
     ] = None,
-    out: Annotated[Path, typer.Option(help="Markdown file to write.")] = Path("docs/PERFORMANCE.md"),
+    out: Annotated[Path, typer.Option(help="Markdown file to write.")] = Path(
+        "docs/PERFORMANCE.md"
+    ),
 ) -> None:
     """Render docs/PERFORMANCE.md from the benchmarks' JSON: machine, tables, targets met or not.
 
@@ -272,7 +321,8 @@ def bench_report_command(
 
 
 def _recorded(report: PurifierBench | ServeBench | None, fallback: str) -> str:
-    """The command line a bench report recorded, else ``fallback`` (empty when there is no report)."""
+    """The command line a bench report recorded, else ``fallback`` (empty when there is no
+    report)."""
     if report is None:
         return ""
     return report.command if report.command is not None else fallback

@@ -1,23 +1,23 @@
-"""Throughput / latency benchmark of the batched purifiers ``copur-ref``, ``copur-l21`` and ``copur``.
+"""Throughput / latency benchmark of the batched purifiers ``copur-ref``, ``copur-l21`` and
+``copur``.
 
-Shapes: ``nus-wide`` (an AE 240-200-150-200-240 with seeded orthogonal weights, M=4 parties of e=60:
-the shape of the public reference implementation's NUS-WIDE experiment; orthogonal weights give the
-Jacobian the unit gain of a trained AE, so ``copur-ref`` runs its 100 + 3 steps as on real data,
-where PyTorch's default initialisation would shrink every gradient under the early-stop threshold
-after one step) with inputs AE(noise) + 10 % noise, and for ``copur`` a consistency bank of
-``NUS_BANK_ROWS`` more such rows (the most a calibrated bundle keeps, so the bank comparison is
-timed at its largest); and ``mfeat`` (a bundle's real AE, its calibration, its consistency bank and
-its test embeddings, tiled up to the largest batch size).
+Shapes: ``nus-wide`` (an AE 240-200-150-200-240 with seeded orthogonal weights, M=4 parties of
+e=60: the shape of the public reference implementation's NUS-WIDE experiment; orthogonal weights
+give the Jacobian the unit gain of a trained AE, so ``copur-ref`` runs its 100 + 3 steps as on
+real data, where PyTorch's default initialisation would shrink every gradient under the
+early-stop threshold after one step) with inputs AE(noise) + 10 % noise, and for ``copur`` a
+consistency bank of ``NUS_BANK_ROWS`` more such rows (the most a calibrated bundle keeps, so the
+bank comparison is timed at its largest); and ``mfeat`` (a bundle's real AE, its calibration, its
+consistency bank and its test embeddings, tiled up to the largest batch size).
 
-Baselines, measured in the same run at the NUS-WIDE shape: ``copur-ref`` one sample at a time with
-its default analytic-gradient path, and one sample at a time with autograd per step (the public
-code's formulation). Two FLOP counts per record: ``gflops`` is the algorithm's nominal work per
-second, counted from what each purifier reports in ``last_cost`` (rows through the AE / encoder /
-decoder forward and input-gradient backward, every layer as trained; early stops counted), an
-effective rate; and ``gflops_executed`` the matmul FLOPs the call really ran (torch's
-FlopCounterMode) per second, the rate to hold against the measured matmul peak. The result is a
-:class:`~copur.evaluation.bench.models.PurifierBench`.
-"""
+Baselines, measured in the same run at the NUS-WIDE shape: ``copur-ref`` one sample at a time
+with its default analytic-gradient path, and one sample at a time with autograd per step (the
+public code's formulation). Two FLOP counts per record: ``gflops`` is the algorithm's nominal
+work per second, counted from what each purifier reports in ``last_cost`` (rows through the AE /
+encoder / decoder forward and input-gradient backward, every layer as trained; early stops
+counted), an effective rate; and ``gflops_executed`` the matmul FLOPs the call really ran
+(torch's FlopCounterMode) per second, the rate to hold against the measured matmul peak. The
+result is a :class:`~copur.evaluation.bench.models.PurifierBench`."""
 
 from __future__ import annotations
 
@@ -61,11 +61,14 @@ def _sync(device: torch.device) -> None:
 
 
 def _linear_macs(net: torch.nn.Module) -> int:
-    return sum(m.in_features * m.out_features for m in net.modules() if isinstance(m, torch.nn.Linear))
+    return sum(
+        m.in_features * m.out_features for m in net.modules() if isinstance(m, torch.nn.Linear)
+    )
 
 
 def _flops(purifier: Purifier) -> float | None:
-    """FLOPs of the last ``purify`` call: 2 per MAC, forward + input-gradient backward (= forward cost)."""
+    """FLOPs of the last ``purify`` call: 2 per MAC, forward + input-gradient backward (= forward
+    cost)."""
     cost: dict[str, int] | None = getattr(purifier, "last_cost", None)
     if not cost:
         return None
@@ -73,20 +76,23 @@ def _flops(purifier: Purifier) -> float | None:
     enc, dec = _linear_macs(ae.encoder), _linear_macs(ae.decoder)
     if "ae_fwd_rows" in cost:
         return 2.0 * (enc + dec) * (cost["ae_fwd_rows"] + cost["ae_bwd_rows"])
-    rows = enc * cost.get("enc_fwd_rows", 0) + dec * (cost.get("dec_fwd_rows", 0) + cost.get("dec_bwd_rows", 0))
+    rows = enc * cost.get("enc_fwd_rows", 0) + dec * (
+        cost.get("dec_fwd_rows", 0) + cost.get("dec_bwd_rows", 0)
+    )
     return 2.0 * rows + cost.get("bank_flops", 0)
 
 
 def _executed_flops(fn: Callable[[], Any]) -> float:
-    """The matmul FLOPs one call of ``fn`` executes, counted by torch's FlopCounterMode (the same work
-    as a timed call: the inputs, and so the early stops, are the same)."""
+    """The matmul FLOPs one call of ``fn`` executes, counted by torch's FlopCounterMode (the same
+    work as a timed call: the inputs, and so the early stops, are the same)."""
     with FlopCounterMode(display=False) as counter:
         fn()
     return float(counter.get_total_flops())
 
 
 def _timed(fn: Callable[[], Any], device: torch.device, min_seconds: float) -> tuple[float, int]:
-    """Warm up once, then repeat ``fn`` until ``min_seconds`` have passed; (seconds per call, calls)."""
+    """Warm up once, then repeat ``fn`` until ``min_seconds`` have passed; (seconds per call,
+    calls)."""
     fn()
     _sync(device)
     calls, start = 0, time.perf_counter()
@@ -99,13 +105,17 @@ def _timed(fn: Callable[[], Any], device: torch.device, min_seconds: float) -> t
             return elapsed / calls, calls
 
 
-def matmul_peak_gflops(device: torch.device, *, n: int = 2048, repeats: int = 5, min_seconds: float = 0.2) -> float:
+def matmul_peak_gflops(
+    device: torch.device, *, n: int = 2048, repeats: int = 5, min_seconds: float = 0.2
+) -> float:
     """Measured GFLOP/s of an n x n float32 matmul on ``device``: the best of ``repeats`` timings (a
     shared machine's neighbours only ever slow a timing down)."""
     with torch.inference_mode():
         a = torch.randn(n, n, device=device)
         b = torch.randn(n, n, device=device)
-        seconds = min(_timed(lambda: torch.mm(a, b), device, min_seconds)[0] for _ in range(repeats))
+        seconds = min(
+            _timed(lambda: torch.mm(a, b), device, min_seconds)[0] for _ in range(repeats)
+        )
     return 2.0 * n**3 / seconds / 1e9
 
 
@@ -113,7 +123,9 @@ def nus_autoencoder(seed: int = 0) -> AutoEncoder:
     """The NUS-WIDE-shaped AE of the bench: seeded orthogonal weights, zero biases, frozen."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        ae = AutoEncoder(in_dim=NUS_PARTIES * NUS_EMB, hidden=NUS_HIDDEN, code=NUS_CODE, slope=NUS_SLOPE).eval()
+        ae = AutoEncoder(
+            in_dim=NUS_PARTIES * NUS_EMB, hidden=NUS_HIDDEN, code=NUS_CODE, slope=NUS_SLOPE
+        ).eval()
         with torch.no_grad():
             for layer in ae.modules():
                 if isinstance(layer, torch.nn.Linear):
@@ -123,7 +135,8 @@ def nus_autoencoder(seed: int = 0) -> AutoEncoder:
 
 
 def nus_inputs(ae: AutoEncoder, samples: int, *, seed: int = 0, noise: float = 0.1) -> torch.Tensor:
-    """AE(standard normal) plus ``noise`` x its standard deviation of Gaussian noise: near the manifold."""
+    """AE(standard normal) plus ``noise`` x its standard deviation of Gaussian noise: near the
+    manifold."""
     gen = torch.Generator().manual_seed(seed)
     with torch.inference_mode():
         h = ae(torch.randn(samples, ae.width, generator=gen))
@@ -164,7 +177,9 @@ def _mfeat_setup(device: torch.device, bundle: str, samples: int) -> dict[str, A
         "h": h.to(device),
         "parties": loaded.manifest.num_parties,
         "scale": torch.tensor(loaded.calibration.block_scale, device=device),
-        "thresholds": {k: torch.tensor(v, device=device) for k, v in loaded.calibration.thresholds.items()},
+        "thresholds": {
+            k: torch.tensor(v, device=device) for k, v in loaded.calibration.thresholds.items()
+        },
         "test_samples": len(loaded.test_ids),
         "bank": bundle_bank(loaded).to(device),
     }
@@ -176,12 +191,16 @@ def _purifiers(setup: dict[str, Any]) -> dict[str, Purifier]:
     out = {}
     for name in PURIFIER_NAMES:
         bank = setup["bank"] if PURIFIERS[name].uses_bank else None
-        purifier = make_purifier(name, autoencoder=setup["ae"], num_parties=m, block_scale=scale, bank=bank)
+        purifier = make_purifier(
+            name, autoencoder=setup["ae"], num_parties=m, block_scale=scale, bank=bank
+        )
         if setup["thresholds"] is not None:
             purifier.threshold = setup["thresholds"][name]
         else:
             factor = purifier.flag_factor if purifier.flag_factor is not None else 3.0
-            purifier.threshold = flag_thresholds(purifier, h[:CALIBRATION_SAMPLES], quantile=0.99, factor=factor)
+            purifier.threshold = flag_thresholds(
+                purifier, h[:CALIBRATION_SAMPLES], quantile=0.99, factor=factor
+            )
         out[name] = purifier
     return out
 
@@ -235,7 +254,8 @@ def _bench(
     else:
         setups["mfeat"] = _mfeat_setup(device, bundle, samples)
         notes.append(
-            f"mfeat inputs: the bundle's {setups['mfeat']['test_samples']} test embeddings, tiled to {samples}"
+            f"mfeat inputs: the bundle's {setups['mfeat']['test_samples']} test embeddings, tiled "
+            f"to {samples}"
         )
     for note in notes:
         _log(progress, note)
@@ -281,7 +301,8 @@ def _bench(
                     f"{record.gflops_executed or 0:7.2f} executed",
                 )
 
-    # One-sample-at-a-time Python loops of copur-ref at the NUS shape over the same samples: the default
+    # One-sample-at-a-time Python loops of copur-ref at the NUS shape over the same samples: the
+    # default
     # (analytic-gradient) path, and autograd per step as the public code computes it.
     h_nus = setups["nus-wide"]["h"]
     ref = nus_purifiers["copur-ref"]
@@ -295,7 +316,9 @@ def _bench(
     )
     loops = {
         "one_sample_loop": _one_sample_loop(ref, h_nus, device, min_seconds, "analytic (default)"),
-        "one_sample_loop_autograd": _one_sample_loop(ref_autograd, h_nus, device, min_seconds, "autograd"),
+        "one_sample_loop_autograd": _one_sample_loop(
+            ref_autograd, h_nus, device, min_seconds, "autograd"
+        ),
     }
     batched = [r for r in records if r.purifier == "copur-ref" and r.shape == "nus-wide"]
     best = max(batched, key=lambda r: r.samples_per_s)

@@ -96,14 +96,20 @@ def _png(fig: Any) -> str:
 
 
 def _grouped(
-    ax: Any, steps: list[str], series: dict[str, list[float | None]], ylabel: str, ylim: tuple[float, float] | None
+    ax: Any,
+    steps: list[str],
+    series: dict[str, list[float | None]],
+    ylabel: str,
+    ylim: tuple[float, float] | None,
 ) -> None:
     width = 0.8 / max(1, len(series))
     x = np.arange(len(steps))
     for k, (label, values) in enumerate(series.items()):
         heights = [np.nan if v is None else v for v in values]
         ax.bar(x + (k - (len(series) - 1) / 2) * width, heights, width, label=label)
-    ax.set_xticks(x, steps, rotation=45 if len(steps) > 4 else 0, ha="right" if len(steps) > 4 else "center")
+    ax.set_xticks(
+        x, steps, rotation=45 if len(steps) > 4 else 0, ha="right" if len(steps) > 4 else "center"
+    )
     ax.set_ylabel(ylabel)
     if ylim is not None:
         ax.set_ylim(*ylim)

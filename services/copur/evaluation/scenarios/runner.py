@@ -185,7 +185,9 @@ def scenario_command(
         else:
             if scenario.needs_cluster:
                 bad = next(s for s in scenario.steps if s.kind in CLUSTER_KINDS)
-                raise ScenarioError(f"{file.name}: step {bad.index} ({bad.kind}): needs the local cluster (--up)")
+                raise ScenarioError(
+                    f"{file.name}: step {bad.index} ({bad.kind}): needs the local cluster (--up)"
+                )
             fusion = url or f"http://127.0.0.1:{topology.fusion.http_port}"
         report = execute_scenario(
             scenario,

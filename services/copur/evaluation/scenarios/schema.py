@@ -1,4 +1,5 @@
-"""Scenario files: a scripted sequence of adversary policies, faults and predictions, with expectations.
+"""Scenario files: a scripted sequence of adversary policies, faults and predictions, with
+expectations.
 
 A scenario is a YAML mapping::
 
@@ -14,10 +15,10 @@ A scenario is a YAML mapping::
       - expect: {step: flip-p0, defense: copur, metric: accuracy, op: ">=", value: 0.9}
       - reset: {}
 
-Each step has exactly one kind: ``policy``, ``reset``, ``predict``, ``stop_party``, ``start_party``,
-``slow_party``, ``resume_party`` or ``expect``. Steps are numbered from 0 in error messages, which are one
-line: ``flip-one-party.yaml: step 3 (policy): unknown attack 'melt' (known: ...)``.
-"""
+Each step has exactly one kind: ``policy``, ``reset``, ``predict``, ``stop_party``,
+``start_party``, ``slow_party``, ``resume_party`` or ``expect``. Steps are numbered from 0 in
+error messages, which are one line: ``flip-one-party.yaml: step 3 (policy): unknown attack 'melt'
+(known: ...)``."""
 
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ OPS = (">=", "<=", ">", "<", "==")
 
 
 class ScenarioError(ConfigError):
-    """A scenario file that does not validate, or a step that cannot run against this cluster/bundle."""
+    """A scenario file that does not validate, or a step that cannot run against this
+    cluster/bundle."""
 
 
 class _Strict(BaseModel):
@@ -92,12 +94,14 @@ class PolicyStep(_Strict):
 
     @property
     def active(self) -> bool:
-        """Whether this policy corrupts answers (``none``, ``drop`` and ``delay`` do not count as lying)."""
+        """Whether this policy corrupts answers (``none``, ``drop`` and ``delay`` do not count as
+        lying)."""
         return self.attack not in (NO_ATTACK, DELAY, "drop")
 
     @property
     def target(self) -> int | None:
-        """The class a targeted attack pushes to (``mimic`` by ``donor_class``: that class), else None."""
+        """The class a targeted attack pushes to (``mimic`` by ``donor_class``: that class), else
+        None."""
         if self.attack == NO_ATTACK:
             return None
         target = self.params.get("donor_class" if self.attack == MIMIC else "target")
@@ -109,7 +113,8 @@ class ResetStep(_Strict):
 
 
 class PredictStep(_Strict):
-    """Send the scenario's ids in requests of ``batch`` ids, once per defense, and record the metrics."""
+    """Send the scenario's ids in requests of ``batch`` ids, once per defense, and record the
+    metrics."""
 
     name: str = Field(min_length=1)
     defenses: list[str] | None = None
@@ -196,7 +201,16 @@ class Step(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     index: int
-    kind: Literal["policy", "reset", "predict", "stop_party", "start_party", "resume_party", "slow_party", "expect"]
+    kind: Literal[
+        "policy",
+        "reset",
+        "predict",
+        "stop_party",
+        "start_party",
+        "resume_party",
+        "slow_party",
+        "expect",
+    ]
     body: Any
 
     def label(self) -> str:
@@ -214,7 +228,9 @@ def _check_defenses(value: list[str] | None) -> list[str] | None:
     for name in value:
         try:
             check_defense(name)
-        except ConfigError as exc:  # pydantic reports a validator's ValueError with the step's place
+        except (
+            ConfigError
+        ) as exc:  # pydantic reports a validator's ValueError with the step's place
             raise ValueError(str(exc)) from None
     if len(set(value)) != len(value):
         raise ValueError("a defense is listed twice")
@@ -269,10 +285,14 @@ def _parse_step(index: int, raw: Any) -> Step:
     prefix = f"step {index}"
     if not isinstance(raw, dict) or len(raw) != 1:
         got = f"keys {sorted(map(str, raw))}" if isinstance(raw, dict) else type(raw).__name__
-        raise ScenarioError(f"{prefix}: a step is a mapping with exactly one of {', '.join(STEP_KINDS)}; got {got}")
+        raise ScenarioError(
+            f"{prefix}: a step is a mapping with exactly one of {', '.join(STEP_KINDS)}; got {got}"
+        )
     ((kind, body),) = raw.items()
     if kind not in STEP_MODELS:
-        raise ScenarioError(f"{prefix}: unknown step kind '{kind}' (known: {', '.join(STEP_KINDS)})")
+        raise ScenarioError(
+            f"{prefix}: unknown step kind '{kind}' (known: {', '.join(STEP_KINDS)})"
+        )
     if body is None:
         body = {}
     if not isinstance(body, dict):
@@ -282,14 +302,17 @@ def _parse_step(index: int, raw: Any) -> Step:
     except ValidationError as exc:
         where, msg = _pydantic_error(exc)
         head, _, rest = msg.partition(": ")
-        if not where and rest and head in ("params",):  # the policy check names the field in its message
+        if (
+            not where and rest and head in ("params",)
+        ):  # the policy check names the field in its message
             where, msg = head, rest
         raise ScenarioError(f"{prefix} ({kind}{'.' + where if where else ''}): {msg}") from None
     return Step(index=index, kind=kind, body=model)
 
 
 def parse_scenario(raw: Any, *, source: str = "scenario") -> Scenario:
-    """Validate a scenario mapping (as read from YAML); every error is one line prefixed by ``source``."""
+    """Validate a scenario mapping (as read from YAML); every error is one line prefixed by
+    ``source``."""
     try:
         return _parse(raw)
     except ScenarioError as exc:
@@ -308,24 +331,30 @@ def _parse(raw: Any) -> Scenario:
     except ValidationError as exc:
         where, msg = _pydantic_error(exc)
         raise ScenarioError(f"{where or 'scenario'}: {msg}") from None
-    # Cross-step checks: predict names unique; an expectation refers to an earlier predict step and one
+    # Cross-step checks: predict names unique; an expectation refers to an earlier predict step and
+    # one
     # of its defenses.
     seen: dict[str, PredictStep] = {}
     for step in scenario.steps:
         body = step.body
         if isinstance(body, PredictStep):
             if body.name in seen:
-                raise ScenarioError(f"step {step.index} (predict.name): predict step name '{body.name}' is used twice")
+                raise ScenarioError(
+                    f"step {step.index} (predict.name): predict step name '{body.name}' is used "
+                    "twice"
+                )
             seen[body.name] = body
         elif isinstance(body, ExpectStep):
             target = seen.get(body.step)
             if target is None:
                 raise ScenarioError(
-                    f"step {step.index} (expect.step): no predict step named '{body.step}' before this step"
+                    f"step {step.index} (expect.step): no predict step named '{body.step}' before "
+                    "this step"
                 )
             if body.defense not in scenario.defenses_of(target):
                 raise ScenarioError(
-                    f"step {step.index} (expect.defense): predict step '{body.step}' does not run defense "
+                    f"step {step.index} (expect.defense): predict step '{body.step}' does not run "
+                    "defense "
                     f"'{body.defense}' (it runs: {', '.join(scenario.defenses_of(target))})"
                 )
     return scenario
@@ -339,5 +368,7 @@ def load_scenario(path: str | Path) -> Scenario:
     try:
         raw = yaml.safe_load(file.read_text())
     except yaml.YAMLError as exc:
-        raise ScenarioError(f"{file.name}: not valid YAML: {_one_line(str(exc).splitlines()[0])}") from None
+        raise ScenarioError(
+            f"{file.name}: not valid YAML: {_one_line(str(exc).splitlines()[0])}"
+        ) from None
     return parse_scenario(raw, source=file.name)

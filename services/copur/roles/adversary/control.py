@@ -51,9 +51,10 @@ class PolicyControl(Protocol):
 
 
 class PolicyStatus(BaseModel):
-    """The policy in force, the party attacked (None until known), the counts so far, and the donor sample
-    ids whose blocks the policy sends (``mimic``: its donor, resolved from ``donor_class`` when given by
-    class; ``sia``: the donors of every class; empty for other attacks)."""
+    """The policy in force, the party attacked (None until known), the counts so far, and the
+    donor sample ids whose blocks the policy sends (``mimic``: its donor, resolved from
+    ``donor_class`` when given by class; ``sia``: the donors of every class; empty for other
+    attacks)."""
 
     attack: str
     params: dict[str, ParamValue]
@@ -70,14 +71,22 @@ class Probe(BaseModel):
     reason: str | None = None
 
 
-_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {code: ERROR_RESPONSES[code] for code in (401, 403, 429)}
+_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: ERROR_RESPONSES[code] for code in (401, 403, 429)
+}
 _PUT_ERRORS: dict[int | str, dict[str, Any]] = {
     **_AUTH_ERRORS,
     **{code: ERROR_RESPONSES[code] for code in (400, 413, 415)},
-    422: {"model": ERROR_RESPONSES[422]["model"], "description": "refused policy (the detail names why)"},
+    422: {
+        "model": ERROR_RESPONSES[422]["model"],
+        "description": "refused policy (the detail names why)",
+    },
 }
 _POLICY_DOC = {
-    "requestBody": {"required": True, "content": {"application/json": {"schema": Policy.model_json_schema()}}}
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": Policy.model_json_schema()}},
+    }
 }
 
 
@@ -99,7 +108,11 @@ def control_api(
         return PolicyStatus(**adversary.status())
 
     @api.put(
-        "/v1/policy", response_model=PolicyStatus, dependencies=admin, responses=_PUT_ERRORS, openapi_extra=_POLICY_DOC
+        "/v1/policy",
+        response_model=PolicyStatus,
+        dependencies=admin,
+        responses=_PUT_ERRORS,
+        openapi_extra=_POLICY_DOC,
     )
     async def put_policy(request: Request) -> PolicyStatus:
         data = await read_json_body(request, MAX_POLICY_BYTES)
@@ -121,7 +134,9 @@ def control_api(
     def readyz() -> JSONResponse:
         ready, reason = adversary.readiness()
         body = Probe(status="ready" if ready else "not ready", reason=reason)
-        return JSONResponse(status_code=200 if ready else 503, content=body.model_dump(exclude_none=True))
+        return JSONResponse(
+            status_code=200 if ready else 503, content=body.model_dump(exclude_none=True)
+        )
 
     @api.get("/metrics", response_class=Response)
     def metrics() -> Response:

@@ -1,20 +1,22 @@
-"""Corrupting one party's answer with the attack library (no transport: donor blocks come through the
-context's :class:`~copur.roles.adversary.donors.DonorBook`, whose fetcher the server supplies).
+"""Corrupting one party's answer with the attack library (no transport: donor blocks come through
+the context's :class:`~copur.roles.adversary.donors.DonorBook`, whose fetcher the server
+supplies).
 
-The adversary sees only its own party's block. To run an attack written for the full embedding
-h = [h_1 .. h_M] it assembles h from its real block and, for every other party, the calibrated mean
+The adversary sees only its own party's block. To run an attack written for the full embedding h
+= [h_1 .. h_M] it assembles h from its real block and, for every other party, the calibrated mean
 block of the bundle; the attack then rewrites the adversary's block only, which is what it sends.
-Gradient attacks differentiate the bundle's head (``pgd``) or the ``copur`` defense (``adaptive``);
-without the true labels, untargeted ones push away from the attacked model's own clean prediction.
+Gradient attacks differentiate the bundle's head (``pgd``) or the ``copur`` defense
+(``adaptive``); without the true labels, untargeted ones push away from the attacked model's own
+clean prediction.
 
 ``lma`` and ``evade`` differentiate and query the same local simulation as ``adaptive``.
 
-``mimic`` sends this party's block of a donor sample (by id, or the deterministic donor of a class): the
-library's :class:`~copur.science.attacks.Mimic` runs on a pool holding that one donor row, so the same code as the
-evaluation grid produces the lie. ``sia`` cannot query the fusion center: its query is a LOCAL SIMULATION,
-the ``copur`` defense of the adversary's own engine on the assembled h (mean blocks for the other parties);
-its pool holds, for every class, the first donors of that class (this party's blocks, fetched once).
-"""
+``mimic`` sends this party's block of a donor sample (by id, or the deterministic donor of a
+class): the library's :class:`~copur.science.attacks.Mimic` runs on a pool holding that one donor
+row, so the same code as the evaluation grid produces the lie. ``sia`` cannot query the fusion
+center: its query is a LOCAL SIMULATION, the ``copur`` defense of the adversary's own engine on
+the assembled h (mean blocks for the other parties); its pool holds, for every class, the first
+donors of that class (this party's blocks, fetched once)."""
 
 from __future__ import annotations
 
@@ -47,7 +49,8 @@ __all__ = [
 SIMULATED_DEFENSE: Final = "copur"
 """The defense ``sia`` (and ``adaptive``) simulate locally: the fusion center's default."""
 SIMULATION_BATCH: Final = 128
-"""Most rows per query of the local simulation (``sia`` asks it about every candidate of every sample)."""
+"""Most rows per query of the local simulation (``sia`` asks it about every candidate of every
+sample)."""
 
 POOL_ROWS: Final = 4096
 """How many recent clean rows of its own the adversary keeps for ``replace``."""
@@ -55,10 +58,11 @@ POOL_ROWS: Final = 4096
 
 @dataclass(kw_only=True, eq=False)
 class AdversaryContext:
-    """What the adversary knows besides the live block: the bundle's shapes, the calibrated mean block of
-    every party (M, e), the models (via an :class:`Engine`, for gradient attacks and ``sia``'s simulation),
-    the donors (a :class:`DonorBook`, for ``mimic`` and ``sia``), a seeded generator and a bounded ring
-    buffer of its own recent clean rows. One lock serialises every use of it (the donor book has its own)."""
+    """What the adversary knows besides the live block: the bundle's shapes, the calibrated mean
+    block of every party (M, e), the models (via an :class:`Engine`, for gradient attacks and
+    ``sia``'s simulation), the donors (a :class:`DonorBook`, for ``mimic`` and ``sia``), a seeded
+    generator and a bounded ring buffer of its own recent clean rows. One lock serialises every
+    use of it (the donor book has its own)."""
 
     num_parties: int
     emb_dim: int
@@ -77,7 +81,8 @@ class AdversaryContext:
         self.block_mean = np.asarray(self.block_mean, dtype=np.float32)
         if self.block_mean.shape != (self.num_parties, self.emb_dim):
             raise ValueError(
-                f"block_mean has shape {self.block_mean.shape}, expected ({self.num_parties}, {self.emb_dim})"
+                f"block_mean has shape {self.block_mean.shape}, expected ({self.num_parties}, "
+                f"{self.emb_dim})"
             )
         if self.pool_rows < 1:
             raise ValueError(f"pool_rows must be >= 1, got {self.pool_rows}")
@@ -93,13 +98,15 @@ class AdversaryContext:
         data_dir: str | None = None,
         embed: Embedder | None = None,
     ) -> AdversaryContext:
-        """The context of a calibrated bundle (its ``calibration.json`` must hold ``block_mean``). Donors:
-        the bundle's validation split, the labels of its data set (``data_dir`` overrides where the files
-        are; loaded on first use) and this party's blocks fetched through ``embed``."""
+        """The context of a calibrated bundle (its ``calibration.json`` must hold
+        ``block_mean``). Donors: the bundle's validation split, the labels of its data set
+        (``data_dir`` overrides where the files are; loaded on first use) and this party's
+        blocks fetched through ``embed``."""
         calibration = bundle.calibration
         if calibration is None:
             raise BundleError(
-                f"bundle {bundle.path} has no calibrated block means: run `copur calibrate {bundle.path}`"
+                f"bundle {bundle.path} has no calibrated block means: run `copur calibrate "
+                f"{bundle.path}`"
             )
         manifest = bundle.manifest
         spec = manifest.dataset_spec
@@ -124,15 +131,19 @@ class AdversaryContext:
         )
 
     def check(self, policy: Policy) -> None:
-        """Refuse (ConfigError) a policy this context cannot carry out: a target class out of range, a
-        gradient attack or ``sia`` without models, ``mimic`` or ``sia`` without donors, a donor id outside the
-        data set or a donor class out of range."""
+        """Refuse (ConfigError) a policy this context cannot carry out: a target class out of
+        range, a gradient attack or ``sia`` without models, ``mimic`` or ``sia`` without
+        donors, a donor id outside the data set or a donor class out of range."""
         target = policy.target
         if target is not None and target >= self.num_classes:
-            raise ConfigError(f"parameter 'target' must be a class index 0..{self.num_classes - 1}, got {target}")
+            raise ConfigError(
+                f"parameter 'target' must be a class index 0..{self.num_classes - 1}, got {target}"
+            )
         attack = policy.build()
         if isinstance(attack, PGD | SIA | LMA | Evade) and self.engine is None:
-            raise ConfigError(f"attack '{policy.attack}' needs the bundle's models, which this adversary lacks")
+            raise ConfigError(
+                f"attack '{policy.attack}' needs the bundle's models, which this adversary lacks"
+            )
         if isinstance(attack, Mimic | SIA):
             book = self._book(policy)
             if policy.donor is not None:
@@ -142,12 +153,15 @@ class AdversaryContext:
 
     def _book(self, policy: Policy) -> DonorBook:
         if self.donors is None:
-            raise ConfigError(f"attack '{policy.attack}' needs donor samples, which this adversary lacks")
+            raise ConfigError(
+                f"attack '{policy.attack}' needs donor samples, which this adversary lacks"
+            )
         return self.donors
 
     def donor_ids(self, policy: Policy) -> list[int]:
-        """The donor sample ids ``policy`` sends blocks of: ``mimic``'s one donor (by id, or its class's);
-        ``sia``'s donors of every class (:func:`sia_donors_per_class` each); none for other attacks."""
+        """The donor sample ids ``policy`` sends blocks of: ``mimic``'s one donor (by id, or its
+        class's); ``sia``'s donors of every class (:func:`sia_donors_per_class` each); none for
+        other attacks."""
         attack = policy.build()
         if isinstance(attack, Mimic):
             if policy.donor is not None:
@@ -155,7 +169,10 @@ class AdversaryContext:
             assert policy.donor_class is not None  # the policy demands one of them
             return self._book(policy).of_class(policy.donor_class)[:1]
         if isinstance(attack, SIA):
-            book, per_class = self._book(policy), sia_donors_per_class(attack.search, self.num_parties)
+            book, per_class = (
+                self._book(policy),
+                sia_donors_per_class(attack.search, self.num_parties),
+            )
             return [i for c in range(self.num_classes) for i in book.of_class(c, per_class)]
         return []
 
@@ -181,27 +198,30 @@ class AdversaryContext:
 
 
 def _assemble(block: np.ndarray, party: int, ctx: AdversaryContext) -> torch.Tensor:
-    """(n, M*e): the calibrated mean block for every party but ``party``, whose block is the real one."""
+    """(n, M*e): the calibrated mean block for every party but ``party``, whose block is the real
+    one."""
     h = np.repeat(ctx.block_mean[None], len(block), axis=0)
     h[:, party] = block
     return torch.from_numpy(h.reshape(len(block), -1))
 
 
 def sia_donors_per_class(search: int, num_parties: int) -> int:
-    """How many donors of each class ``sia``'s pool holds: as many as its search ranks by nearness per
-    class (the nearest half of max(2, search) candidates spread over the honest parties), so that the
-    ranking never has to fall back on donors of another class."""
+    """How many donors of each class ``sia``'s pool holds: as many as its search ranks by
+    nearness per class (the nearest half of max(2, search) candidates spread over the honest
+    parties), so that the ranking never has to fall back on donors of another class."""
     n = max(2, search)
     return max(1, -(-(n - n // 2) // max(1, num_parties - 1)))
 
 
 def _simulated_query(engine: Engine) -> Query:
-    """The local simulation of the fusion center an attack may query: the ``copur`` defense of ``engine``."""
+    """The local simulation of the fusion center an attack may query: the ``copur`` defense of
+    ``engine``."""
     return engine.defense(SIMULATED_DEFENSE).query
 
 
 def _pool_rows(party: int, ctx: AdversaryContext) -> torch.Tensor | None:
-    """The remembered rows as full-width rows (only ``party``'s slot matters), or None when none yet."""
+    """The remembered rows as full-width rows (only ``party``'s slot matters), or None when none
+    yet."""
     rows = ctx.pool()
     if len(rows) == 0:
         return None
@@ -213,19 +233,26 @@ def _pool_rows(party: int, ctx: AdversaryContext) -> torch.Tensor | None:
 def corrupt_block(
     block: np.ndarray, *, policy: Policy, party: int, num_parties: int, context: AdversaryContext
 ) -> np.ndarray | None:
-    """Party ``party``'s block (n, e) as the adversary sends it under ``policy``, or None when it does not
-    answer (``drop``). ``none`` returns ``block`` itself. Every block seen is remembered for ``replace``
-    (which draws from the rows remembered before this call, or from this batch while there are none).
-    ``mimic`` and ``sia`` use the donors' blocks, fetched through the context's donor book on first use."""
+    """Party ``party``'s block (n, e) as the adversary sends it under ``policy``, or None when it
+    does not answer (``drop``). ``none`` returns ``block`` itself. Every block seen is remembered
+    for ``replace`` (which draws from the rows remembered before this call, or from this batch
+    while there are none). ``mimic`` and ``sia`` use the donors' blocks, fetched through the
+    context's donor book on first use."""
     block = np.asarray(block, dtype=np.float32)
     if block.ndim != 2 or block.shape[1] != context.emb_dim:
         raise ValueError(f"block has shape {block.shape}, expected (n, {context.emb_dim})")
     if num_parties != context.num_parties:
-        raise ValueError(f"num_parties {num_parties} does not match the bundle's {context.num_parties}")
+        raise ValueError(
+            f"num_parties {num_parties} does not match the bundle's {context.num_parties}"
+        )
     if not 0 <= party < num_parties:
         raise ValueError(f"party {party} is not a party (0..{num_parties - 1})")
-    donor_ids = context.prepare(policy)  # checks; fetches donor blocks once, outside the context's lock
-    donor_blocks = context.donors.blocks(donor_ids) if context.donors is not None and donor_ids else None
+    donor_ids = context.prepare(
+        policy
+    )  # checks; fetches donor blocks once, outside the context's lock
+    donor_blocks = (
+        context.donors.blocks(donor_ids) if context.donors is not None and donor_ids else None
+    )
     attack = policy.build()
     with context.lock:
         if attack is None or len(block) == 0:
@@ -236,7 +263,9 @@ def corrupt_block(
         labels = target = model = pool = pool_labels = query = None
         if isinstance(attack, PGD):
             assert context.engine is not None  # context.check refused it otherwise
-            defense = context.engine.defense(SIMULATED_DEFENSE if isinstance(attack, Adaptive) else "none")
+            defense = context.engine.defense(
+                SIMULATED_DEFENSE if isinstance(attack, Adaptive) else "none"
+            )
             model = defense.logits
             if policy.target is not None:
                 target = torch.full((len(block),), policy.target, dtype=torch.long)
@@ -250,12 +279,18 @@ def corrupt_block(
             pool = _assemble(donor_blocks, party, context)
             attack = dataclasses.replace(attack, donor=0)
         if isinstance(attack, SIA):
-            assert context.engine is not None and context.donors is not None and donor_blocks is not None
+            assert (
+                context.engine is not None
+                and context.donors is not None
+                and donor_blocks is not None
+            )
             pool = _assemble(donor_blocks, party, context)
             pool_labels = torch.as_tensor(context.donors.labels[donor_ids], dtype=torch.long)
             query = _simulated_query(context.engine)
             model = context.engine.defense(SIMULATED_DEFENSE).logits if attack.steps > 0 else None
-        if isinstance(attack, LMA | Evade):  # gradient and flags of the local simulation, like adaptive
+        if isinstance(
+            attack, LMA | Evade
+        ):  # gradient and flags of the local simulation, like adaptive
             assert context.engine is not None
             model = context.engine.defense(SIMULATED_DEFENSE).logits
             query = _simulated_query(context.engine)
@@ -275,4 +310,6 @@ def corrupt_block(
     if not bool(obs[:, party].all()):
         return None
     e = context.emb_dim
-    return np.ascontiguousarray(hh[:, party * e : (party + 1) * e].detach().numpy(), dtype=np.float32)
+    return np.ascontiguousarray(
+        hh[:, party * e : (party + 1) * e].detach().numpy(), dtype=np.float32
+    )

@@ -1,20 +1,22 @@
-"""What the adversary does to the answers it forwards: a validated :class:`Policy` and its live holder.
+"""What the adversary does to the answers it forwards: a validated :class:`Policy` and its live
+holder.
 
-A policy names an attack of :mod:`copur.science.attacks` (or ``none``) and its parameters. Gradient attacks
-(``pgd``, ``adaptive``) take one extra parameter handled here, ``target``: the class index a targeted
-attack pushes every sample to (it implies ``targeted=true``).
+A policy names an attack of :mod:`copur.science.attacks` (or ``none``) and its parameters.
+Gradient attacks (``pgd``, ``adaptive``) take one extra parameter handled here, ``target``: the
+class index a targeted attack pushes every sample to (it implies ``targeted=true``).
 
-The mimicry attacks take live meanings here. ``mimic``: ``donor`` is a SAMPLE ID of the data set (not a
-row of an attack pool) and ``donor_class`` a class index, exactly one of them; the adversary sends its own
-party's block of that donor (``factor`` of the way from the honest block), so two adversaries given the same
-donor id or class collude without talking to each other. ``search`` > 0 and ``nearest`` need the fusion
-center's answers or the other parties' blocks, which the live adversary does not have: refused. ``sia``
-(the runner-up attack) queries a local simulation of the ``copur`` defense (see :mod:`copur.roles.adversary.corrupt`).
+The mimicry attacks take live meanings here. ``mimic``: ``donor`` is a SAMPLE ID of the data set
+(not a row of an attack pool) and ``donor_class`` a class index, exactly one of them; the
+adversary sends its own party's block of that donor (``factor`` of the way from the honest
+block), so two adversaries given the same donor id or class collude without talking to each
+other. ``search`` > 0 and ``nearest`` need the fusion center's answers or the other parties'
+blocks, which the live adversary does not have: refused. ``sia`` (the runner-up attack) queries a
+local simulation of the ``copur`` defense (see :mod:`copur.roles.adversary.corrupt`).
 
-One policy is not an attack on the embeddings but on time: ``delay`` with parameter ``ms`` (a number,
-0 < ms <= :data:`MAX_DELAY_MS`) holds every call ``ms`` milliseconds before forwarding it, then answers
-the party's embeddings unchanged: a slow party, to exercise the fusion center's deadline.
-"""
+One policy is not an attack on the embeddings but on time: ``delay`` with parameter ``ms`` (a
+number, 0 < ms <= :data:`MAX_DELAY_MS`) holds every call ``ms`` milliseconds before forwarding
+it, then answers the party's embeddings unchanged: a slow party, to exercise the fusion center's
+deadline."""
 
 from __future__ import annotations
 
@@ -26,7 +28,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from copur.errors import ConfigError
 from copur.science.attacks import ATTACKS, PGD, Attack, make_attack
@@ -49,8 +58,11 @@ __all__ = [
 
 DELAY: Final = "delay"
 MAX_DELAY_MS: Final = 600_000.0
-"""Upper bound on ``delay``'s ``ms`` (10 minutes): longer is a dead party, which ``drop`` already is."""
-GRADIENT_ATTACKS: Final = tuple(sorted(name for name, cls in ATTACKS.items() if issubclass(cls, PGD)))
+"""Upper bound on ``delay``'s ``ms`` (10 minutes): longer is a dead party, which ``drop`` already
+is."""
+GRADIENT_ATTACKS: Final = tuple(
+    sorted(name for name, cls in ATTACKS.items() if issubclass(cls, PGD))
+)
 MAX_STEPS: Final = 1000
 """Upper bound on gradient steps, so one policy cannot stall every forwarded call."""
 MIMIC: Final = "mimic"
@@ -58,12 +70,22 @@ SIA: Final = "sia"
 MAX_SEARCH: Final = 64
 """Upper bound on ``sia``'s candidates per sample (each one a query of the local simulation)."""
 _LIVE_REFUSED: Final = {
-    (MIMIC, "search"): "needs the fusion center's answers, which the live adversary does not see (use 0)",
-    (MIMIC, "nearest"): "needs the other parties' blocks, which the live adversary does not see (use false)",
-    ("lma", "from_donor"): "needs donors of another class than the sample's, which the live adversary cannot tell "
+    (
+        MIMIC,
+        "search",
+    ): "needs the fusion center's answers, which the live adversary does not see (use 0)",
+    (
+        MIMIC,
+        "nearest",
+    ): "needs the other parties' blocks, which the live adversary does not see (use false)",
+    (
+        "lma",
+        "from_donor",
+    ): "needs donors of another class than the sample's, which the live adversary cannot tell "
     "(use false)",
 }
-"""Parameters of the library's attacks that only an offline attacker can use: (attack, parameter) -> why."""
+"""Parameters of the library's attacks that only an offline attacker can use: (attack, parameter)
+-> why."""
 
 
 def _attack_fields(name: str) -> dict[str, Any]:
@@ -85,7 +107,10 @@ def _check_range(attack: str, key: str, value: Any) -> None:
     if key == "search" and not 0 <= value <= MAX_SEARCH:
         raise ValueError(f"parameter 'search' must be in 0..{MAX_SEARCH}, got {value}")
     if key == "factor" and value <= 0:
-        raise ValueError(f"parameter 'factor' must be > 0 (how far the block moves towards the donor's), got {value}")
+        raise ValueError(
+            "parameter 'factor' must be > 0 (how far the block moves towards the donor's), got "
+            f"{value}"
+        )
     if key in ("donor", "donor_class") and value is not None and value < 0:
         what = "a sample id" if key == "donor" else "a class index"
         raise ValueError(f"parameter '{key}' must be {what} (an integer >= 0), got {value}")
@@ -96,21 +121,24 @@ def _check_range(attack: str, key: str, value: Any) -> None:
 
 
 def _check_donor(attack: str, params: dict[str, ParamValue]) -> None:
-    """``mimic`` needs exactly one of ``donor`` (a sample id) and ``donor_class`` (a class index)."""
+    """``mimic`` needs exactly one of ``donor`` (a sample id) and ``donor_class`` (a class
+    index)."""
     if attack != MIMIC:
         return
     given = [key for key in ("donor", "donor_class") if params.get(key) is not None]
     if len(given) != 1:
         got = "both" if given else "neither"
         raise ValueError(
-            f"attack '{MIMIC}' needs exactly one of parameters 'donor' (a sample id) and 'donor_class' "
+            f"attack '{MIMIC}' needs exactly one of parameters 'donor' (a sample id) and "
+            "'donor_class' "
             f"(a class index), got {got}"
         )
 
 
 def _attack_kwargs(attack: str, params: dict[str, ParamValue]) -> dict[str, ParamValue]:
-    """The parameters for ``make_attack``: without ``target`` (split off), and for ``mimic`` without ``donor``
-    and ``donor_class``, which name a sample of the data set here, not a row of the attack's pool."""
+    """The parameters for ``make_attack``: without ``target`` (split off), and for ``mimic``
+    without ``donor`` and ``donor_class``, which name a sample of the data set here, not a row
+    of the attack's pool."""
     kwargs, _ = _split_target(attack, params)
     if attack == MIMIC:
         kwargs.pop("donor", None)
@@ -118,18 +146,27 @@ def _attack_kwargs(attack: str, params: dict[str, ParamValue]) -> dict[str, Para
     return kwargs
 
 
-def _split_target(attack: str, params: dict[str, ParamValue]) -> tuple[dict[str, ParamValue], int | None]:
-    """The parameters for ``make_attack`` and the target class (``targeted`` inferred from ``target``)."""
+def _split_target(
+    attack: str, params: dict[str, ParamValue]
+) -> tuple[dict[str, ParamValue], int | None]:
+    """The parameters for ``make_attack`` and the target class (``targeted`` inferred from
+    ``target``)."""
     rest = dict(params)
     target = rest.pop("target", None)
     if target is None:
         if rest.get("targeted"):
-            raise ValueError(f"attack '{attack}' with targeted=true needs parameter 'target' (a class index)")
+            raise ValueError(
+                f"attack '{attack}' with targeted=true needs parameter 'target' (a class index)"
+            )
         return rest, None
     if attack not in GRADIENT_ATTACKS:
-        raise ValueError(f"parameter 'target' applies to {' and '.join(GRADIENT_ATTACKS)} only, not '{attack}'")
+        raise ValueError(
+            f"parameter 'target' applies to {' and '.join(GRADIENT_ATTACKS)} only, not '{attack}'"
+        )
     if isinstance(target, bool) or not isinstance(target, int) or target < 0:
-        raise ValueError(f"parameter 'target' must be a class index (an integer >= 0), got {target!r}")
+        raise ValueError(
+            f"parameter 'target' must be a class index (an integer >= 0), got {target!r}"
+        )
     if rest.get("targeted") is False:
         raise ValueError("parameter 'target' contradicts targeted=false")
     rest["targeted"] = True
@@ -137,8 +174,9 @@ def _split_target(attack: str, params: dict[str, ParamValue]) -> tuple[dict[str,
 
 
 class Policy(BaseModel):
-    """An attack name (``none`` or one of :data:`copur.science.attacks.ATTACKS`) and its parameters, checked on
-    construction: unknown attacks, unknown parameters and values of the wrong type or range are refused."""
+    """An attack name (``none`` or one of :data:`copur.science.attacks.ATTACKS`) and its
+    parameters, checked on construction: unknown attacks, unknown parameters and values of the
+    wrong type or range are refused."""
 
     # validate_default: the parameters are checked against the attack even when none are given
     # (``Policy(attack="mimic")`` lacks a donor; ``delay`` without ``ms`` holds nothing).
@@ -157,13 +195,17 @@ class Policy(BaseModel):
 
     @field_validator("params")
     @classmethod
-    def _accepted_params(cls, value: dict[str, ParamValue], info: ValidationInfo) -> dict[str, ParamValue]:
+    def _accepted_params(
+        cls, value: dict[str, ParamValue], info: ValidationInfo
+    ) -> dict[str, ParamValue]:
         attack = info.data.get("attack")
         if attack is None:  # the attack itself was refused: that is the error to report
             return value
         if attack == NO_ATTACK:
             if value:
-                raise ValueError(f"attack '{NO_ATTACK}' takes no parameters, got '{sorted(value)[0]}'")
+                raise ValueError(
+                    f"attack '{NO_ATTACK}' takes no parameters, got '{sorted(value)[0]}'"
+                )
             return value
         if attack == DELAY:
             return _delay_params(value)
@@ -174,11 +216,15 @@ class Policy(BaseModel):
         for key, raw in value.items():
             if key not in fields:
                 takes = ", ".join(sorted(fields)) or "nothing"
-                raise ValueError(f"attack '{attack}' does not take parameter '{key}' (it takes: {takes})")
+                raise ValueError(
+                    f"attack '{attack}' does not take parameter '{key}' (it takes: {takes})"
+                )
             try:
                 checked[key] = TypeAdapter(fields[key]).validate_python(raw, strict=True)
             except ValidationError as exc:
-                raise ValueError(f"parameter '{key}' of attack '{attack}': {exc.errors()[0]['msg']}") from None
+                raise ValueError(
+                    f"parameter '{key}' of attack '{attack}': {exc.errors()[0]['msg']}"
+                ) from None
             _check_range(attack, key, checked[key])
         _check_donor(attack, checked)
         kwargs = _attack_kwargs(attack, checked)
@@ -191,7 +237,11 @@ class Policy(BaseModel):
     @property
     def target(self) -> int | None:
         """The class a targeted gradient attack pushes to (``params['target']``), else None."""
-        return _split_target(self.attack, self.params)[1] if self.attack not in (NO_ATTACK, DELAY) else None
+        return (
+            _split_target(self.attack, self.params)[1]
+            if self.attack not in (NO_ATTACK, DELAY)
+            else None
+        )
 
     @property
     def donor(self) -> int | None:
@@ -213,13 +263,15 @@ class Policy(BaseModel):
 
     @property
     def corrupts(self) -> bool:
-        """Whether answers leave the adversary changed (or dropped): not for ``none`` and ``delay``."""
+        """Whether answers leave the adversary changed (or dropped): not for ``none`` and
+        ``delay``."""
         return self.attack not in (NO_ATTACK, DELAY)
 
     def build(self) -> Attack | None:
-        """The attack object (None for ``none`` and ``delay``); ``target`` is not an attack parameter and
-        is left out, and so are ``mimic``'s ``donor`` / ``donor_class`` (the adversary resolves them to a
-        sample and hands the attack that sample's block as its pool)."""
+        """The attack object (None for ``none`` and ``delay``); ``target`` is not an attack
+        parameter and is left out, and so are ``mimic``'s ``donor`` / ``donor_class`` (the
+        adversary resolves them to a sample and hands the attack that sample's block as its
+        pool)."""
         if self.attack in (NO_ATTACK, DELAY):
             return None
         return make_attack(self.attack, **_attack_kwargs(self.attack, self.params))
@@ -241,8 +293,8 @@ def _delay_params(value: dict[str, ParamValue]) -> dict[str, ParamValue]:
 
 
 def policy_error(errors: Sequence[Mapping[str, Any]]) -> str:
-    """One line naming what is wrong with a refused policy, from pydantic's (or FastAPI's) ``errors()``:
-    ``params: attack 'flip' does not take parameter 'power' (it takes: amp)``."""
+    """One line naming what is wrong with a refused policy, from pydantic's (or FastAPI's)
+    ``errors()``: ``params: attack 'flip' does not take parameter 'power' (it takes: amp)``."""
     if not errors:
         return "invalid policy"
     err = errors[0]
@@ -254,7 +306,8 @@ def policy_error(errors: Sequence[Mapping[str, Any]]) -> str:
 
 @dataclass(frozen=True)
 class PolicySnapshot:
-    """The policy in force and the counts so far: calls forwarded, answers corrupted (drops included)."""
+    """The policy in force and the counts so far: calls forwarded, answers corrupted (drops
+    included)."""
 
     policy: Policy
     calls: int
@@ -262,7 +315,8 @@ class PolicySnapshot:
 
 
 class PolicyState:
-    """The live policy, swapped atomically by the control endpoint and read by every forwarded call."""
+    """The live policy, swapped atomically by the control endpoint and read by every forwarded
+    call."""
 
     def __init__(self, *, policy: Policy | None = None) -> None:
         self._lock = threading.Lock()

@@ -1,4 +1,5 @@
-"""The fusion center role: transport-free handler, batcher, worker, and thin HTTP / gRPC adapters."""
+"""The fusion center role: transport-free handler, batcher, worker, and thin HTTP / gRPC
+adapters."""
 
 from copur.roles.fusion.app import build_handler, run_fusion, serve_fusion
 from copur.roles.fusion.handler import FusionHandler, FusionSettings

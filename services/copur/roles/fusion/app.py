@@ -29,13 +29,15 @@ log = logging.getLogger("copur.roles.fusion")
 
 
 def build_handler(topology: Topology) -> FusionHandler:
-    """Load the bundle (verified) and the worker on ``cuda`` when present, else CPU; the party clients use
-    the topology's ``tls`` (mTLS as ``fusion``, each peer's certificate checked by its service name)."""
+    """Load the bundle (verified) and the worker on ``cuda`` when present, else CPU; the party
+    clients use the topology's ``tls`` (mTLS as ``fusion``, each peer's certificate checked by
+    its service name)."""
     tls = identity_for(topology, service_name("fusion"))  # first: a missing certificate fails fast
     bundle = load_bundle(topology.bundle)
     if bundle.manifest.num_parties != topology.num_parties:
         raise CopurError(
-            f"topology has {topology.num_parties} parties, bundle {topology.bundle} has {bundle.manifest.num_parties}"
+            f"topology has {topology.num_parties} parties, bundle {topology.bundle} has "
+            f"{bundle.manifest.num_parties}"
         )
     device = resolve_device(topology.fusion.device)
     targets = [topology.fusion_target(i) for i in range(topology.num_parties)]
@@ -73,8 +75,10 @@ async def run_fusion(topology: Topology, stop: asyncio.Event) -> None:
     )
     http = uvicorn.Server(config)
     serve = asyncio.create_task(http.serve())
-    # Everything loaded so far (torch, the models, the web stack) lives as long as the process: move it
-    # out of the collector's reach, so a full collection scans only request garbage, not ~10^6 objects.
+    # Everything loaded so far (torch, the models, the web stack) lives as long as the process: move
+    # it
+    # out of the collector's reach, so a full collection scans only request garbage, not ~10^6
+    # objects.
     gc.freeze()
     log.info(
         "event=fusion_ready http=%s:%d grpc=%s:%d device=%s parties_up=%d",

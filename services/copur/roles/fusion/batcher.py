@@ -1,5 +1,6 @@
-"""Gateway batching: requests collected for up to ``max_delay_ms`` or ``max_batch`` samples are served
-by ONE Embed call per party, then the defenses run on the whole batch (grouped by defense)."""
+"""Gateway batching: requests collected for up to ``max_delay_ms`` or ``max_batch`` samples are
+served by ONE Embed call per party, then the defenses run on the whole batch (grouped by
+defense)."""
 
 from __future__ import annotations
 
@@ -23,14 +24,15 @@ class Job:
 
 
 class Batcher:
-    """Collects jobs into batches and hands each batch to ``process``; with ``enabled`` False every job is
-    its own batch. ``process`` must resolve every job's future.
+    """Collects jobs into batches and hands each batch to ``process``; with ``enabled`` False
+    every job is its own batch. ``process`` must resolve every job's future.
 
-    With batching enabled at most ``max_inflight`` batches are processed at once (one fetching from the
-    parties while another runs on the worker): jobs arriving meanwhile wait in the queue and go out as one
-    batch when a slot frees, so batches grow with the load instead of queueing as tiny batches behind
-    the single worker thread. A batch waits up to ``max_delay_ms`` for more jobs only while another batch
-    is in flight; on an idle pipeline it leaves at once (a lone request pays no batching delay)."""
+    With batching enabled at most ``max_inflight`` batches are processed at once (one fetching
+    from the parties while another runs on the worker): jobs arriving meanwhile wait in the queue
+    and go out as one batch when a slot frees, so batches grow with the load instead of queueing
+    as tiny batches behind the single worker thread. A batch waits up to ``max_delay_ms`` for
+    more jobs only while another batch is in flight; on an idle pipeline it leaves at once (a
+    lone request pays no batching delay)."""
 
     def __init__(
         self,
@@ -69,7 +71,9 @@ class Batcher:
             try:  # jobs already queued join without a timer
                 job = self.queue.get_nowait()
             except asyncio.QueueEmpty:
-                if not self._inflight:  # nothing else in flight: waiting for company only adds latency
+                if (
+                    not self._inflight
+                ):  # nothing else in flight: waiting for company only adds latency
                     break
                 timeout = deadline - time.monotonic()
                 if timeout <= 0:
@@ -92,7 +96,8 @@ class Batcher:
                 if self._slots is not None:
                     self._slots.release()
                 raise
-            # Batches overlap: the next one is collected while this one waits on parties and the worker.
+            # Batches overlap: the next one is collected while this one waits on parties and the
+            # worker.
             task = asyncio.get_running_loop().create_task(self._guarded(batch))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)

@@ -75,7 +75,11 @@ def fusion_grpc_server(
 
 
 def create_grpc_server(
-    handler: FusionHandler, address: str, tls: TlsIdentity | None = None, *, auth: Authenticator | None
+    handler: FusionHandler,
+    address: str,
+    tls: TlsIdentity | None = None,
+    *,
+    auth: Authenticator | None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """:func:`fusion_grpc_server` as its raw parts (server, bound port, health servicer), for
     callers that drive the grpc server themselves (start it, then :func:`mark_serving`)."""

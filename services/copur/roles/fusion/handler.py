@@ -26,13 +26,16 @@ from copur_client.serde import Certificate, Prediction
 __all__ = ["FusionHandler", "FusionSettings"]
 
 log = logging.getLogger("copur.roles.fusion")
-MAX_NORM_FACTOR = 1000.0  # a block above 1000x its party's typical clean norm is garbage, not an embedding
+MAX_NORM_FACTOR = (
+    1000.0  # a block above 1000x its party's typical clean norm is garbage, not an embedding
+)
 
 
 @dataclass(frozen=True, kw_only=True)
 class FusionSettings:
-    """The topology's fusion section plus the party targets; ``tls``: the fusion center's identity for
-    mTLS (None: plaintext), ``peer_names``: the certificate name each target must present."""
+    """The topology's fusion section plus the party targets; ``tls``: the fusion center's
+    identity for mTLS (None: plaintext), ``peer_names``: the certificate name each target must
+    present."""
 
     node: FusionNode
     targets: list[str]
@@ -58,7 +61,9 @@ class FusionHandler:
         self.num_parties = bundle.manifest.num_parties
         self.num_samples = bundle.manifest.num_samples
         if len(self.targets) != self.num_parties:
-            raise InvalidRequest(f"topology has {len(self.targets)} parties, bundle has {self.num_parties}")
+            raise InvalidRequest(
+                f"topology has {len(self.targets)} parties, bundle has {self.num_parties}"
+            )
         check_defense(self.node.default_defense)
         self.pool: PartyPool | None = None
         self.batcher: Batcher | None = None
@@ -114,18 +119,27 @@ class FusionHandler:
         if not sample_ids:
             raise InvalidRequest("sample_ids is empty")
         if len(sample_ids) > self.node.max_request_ids:
-            raise TooLarge(f"{len(sample_ids)} sample ids in one request; the limit is {self.node.max_request_ids}")
+            raise TooLarge(
+                f"{len(sample_ids)} sample ids in one request; the limit is "
+                f"{self.node.max_request_ids}"
+            )
         if len(set(sample_ids)) != len(sample_ids):
             dup = sorted({i for i in sample_ids if sample_ids.count(i) > 1})[:10]
             raise InvalidRequest(f"duplicate sample ids: {', '.join(map(str, dup))}")
         unknown = [i for i in sample_ids if not 0 <= i < self.num_samples][:10]
         if unknown:
-            raise NotFound(f"unknown sample ids: {', '.join(map(str, unknown))} (known: 0..{self.num_samples - 1})")
+            raise NotFound(
+                f"unknown sample ids: {', '.join(map(str, unknown))} (known: "
+                f"0..{self.num_samples - 1})"
+            )
         name = defense or self.node.default_defense
         return check_defense(name)
 
-    async def predict(self, sample_ids: list[int], defense: str | None, certify: bool) -> list[Prediction]:
-        """Answer a request in request order; 503 (Unavailable) when a sample has too few parties."""
+    async def predict(
+        self, sample_ids: list[int], defense: str | None, certify: bool
+    ) -> list[Prediction]:
+        """Answer a request in request order; 503 (Unavailable) when a sample has too few
+        parties."""
         name = self.validate(sample_ids, defense)
         if self.batcher is None:
             raise Unavailable("fusion center is starting")
@@ -134,7 +148,8 @@ class FusionHandler:
         return result
 
     async def _process(self, batch: list[Job]) -> None:
-        """One Embed call per party for the union of the batch's ids; defenses grouped by (name, certify)."""
+        """One Embed call per party for the union of the batch's ids; defenses grouped by (name,
+        certify)."""
         assert self.pool is not None
         ids = sorted({i for job in batch for i in job.sample_ids})
         row = {sid: r for r, sid in enumerate(ids)}
@@ -149,7 +164,9 @@ class FusionHandler:
             enough = fetched.observed[rows].sum(axis=1) >= self.node.min_parties
             ok_rows = [r for r, e in zip(rows, enough, strict=True) if e]
             result = (
-                await self.worker.run(fetched.h[ok_rows], fetched.observed[ok_rows], name, certify) if ok_rows else None
+                await self.worker.run(fetched.h[ok_rows], fetched.observed[ok_rows], name, certify)
+                if ok_rows
+                else None
             )
             where = {r: k for k, r in enumerate(ok_rows)}
             for job in jobs:
@@ -164,11 +181,15 @@ class FusionHandler:
         where: dict[int, int],
         name: str,
     ) -> None:
-        if job.future.done():  # the caller went away (cancelled): the batch's other jobs still get answers
+        if (
+            job.future.done()
+        ):  # the caller went away (cancelled): the batch's other jobs still get answers
             return
         short = [r for r in rows if r not in where]
         if short:
-            missing = sorted({p for r in short for p in np.flatnonzero(~fetched.observed[r]).tolist()})
+            missing = sorted(
+                {p for r in short for p in np.flatnonzero(~fetched.observed[r]).tolist()}
+            )
             job.future.set_exception(
                 Unavailable(
                     f"too few parties answered ({self.node.min_parties} needed); missing parties: "
@@ -202,10 +223,14 @@ class FusionHandler:
         cert = result.certificate
         if "certified_parties" in cert:
             return Certificate(
-                kind="vote", certified_parties=int(cert["certified_parties"][k]), label=int(result.labels[k])
+                kind="vote",
+                certified_parties=int(cert["certified_parties"][k]),
+                label=int(result.labels[k]),
             )
         if "radius" in cert:
-            return Certificate(kind="smoothing", radius=float(cert["radius"][k]), label=int(cert["label"][k]))
+            return Certificate(
+                kind="smoothing", radius=float(cert["radius"][k]), label=int(cert["label"][k])
+            )
         return None
 
     def parties(self) -> list[dict[str, Any]]:
@@ -228,7 +253,8 @@ class FusionHandler:
 
     def observe(self, transport: str, defense: str, status: str, started: float) -> None:
         """Count one request and its latency since ``started`` (a ``perf_counter`` reading)."""
-        # Label values come from a fixed set only: a client's unknown defense name is counted as "invalid".
+        # Label values come from a fixed set only: a client's unknown defense name is counted as
+        # "invalid".
         defense = defense if defense in DEFENSES else "invalid"
         self.metrics.requests.labels(transport=transport, defense=defense, status=status).inc()
         self.metrics.latency.labels(transport=transport).observe(time.perf_counter() - started)

@@ -1,12 +1,13 @@
-"""FastAPI front door: a thin adapter over :class:`FusionHandler`. Errors map to status in grpcutil.
+"""FastAPI front door: a thin adapter over :class:`FusionHandler`. Errors map to status in
+grpcutil.
 
-Security: ``POST /v1/predict`` needs an API key with scope ``predict``, ``GET /v1/parties`` one with scope
-``admin`` (it reveals the cluster's internal addresses). ``/healthz``, ``/readyz``, ``/metrics``, ``/docs``
-and ``/openapi.json`` stay open: orchestrator probes and Prometheus scrapers carry no keys, and none of them
-reveals data or costs more than a constant amount of work. The key is checked before the body is read; the
-body is then read up to ``fusion.max_body_bytes`` (413 beyond), parsed and validated, each refusal a 4xx
-with a one-line ``detail``.
-"""
+Security: ``POST /v1/predict`` needs an API key with scope ``predict``, ``GET /v1/parties`` one
+with scope ``admin`` (it reveals the cluster's internal addresses). ``/healthz``, ``/readyz``,
+``/metrics``, ``/docs`` and ``/openapi.json`` stay open: orchestrator probes and Prometheus
+scrapers carry no keys, and none of them reveals data or costs more than a constant amount of
+work. The key is checked before the body is read; the body is then read up to
+``fusion.max_body_bytes`` (413 beyond), parsed and validated, each refusal a 4xx with a one-line
+``detail``."""
 
 from __future__ import annotations
 
@@ -25,7 +26,13 @@ from copur.science.defenses import DEFENSES
 from copur.transport.auth.guard import Authenticator
 from copur.transport.auth.web import require
 from copur.transport.grpcutil import SchemaMismatch, http_status
-from copur.transport.webkit import ERROR_RESPONSES, ErrorOut, install_error_handlers, read_json_body, validation_detail
+from copur.transport.webkit import (
+    ERROR_RESPONSES,
+    ErrorOut,
+    install_error_handlers,
+    read_json_body,
+    validation_detail,
+)
 
 __all__ = ["PredictBody", "create_http_app"]
 
@@ -37,7 +44,9 @@ class PredictBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    sample_ids: list[StrictInt] = Field(description="Sample ids (the join key every party looks up).")
+    sample_ids: list[StrictInt] = Field(
+        description="Sample ids (the join key every party looks up)."
+    )
     defense: str | None = Field(
         default=None, max_length=MAX_DEFENSE_CHARS, description=f"One of {', '.join(DEFENSES)}."
     )
@@ -79,9 +88,14 @@ _PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "Unknown sample ids (the detail names them)."},
     503: {"model": ErrorOut, "description": "Too few parties answered (the detail names them)."},
 }
-_ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {code: ERROR_RESPONSES[code] for code in (401, 403, 429)}
+_ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: ERROR_RESPONSES[code] for code in (401, 403, 429)
+}
 _BODY_DOC = {
-    "requestBody": {"required": True, "content": {"application/json": {"schema": PredictBody.model_json_schema()}}}
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": PredictBody.model_json_schema()}},
+    }
 }
 
 
@@ -93,13 +107,15 @@ def _parse_predict(data: Any) -> PredictBody:
 
 
 def create_http_app(handler: FusionHandler, *, auth: Authenticator | None) -> FastAPI:
-    """The fusion center's FastAPI app over ``handler``. ``auth``: the keys every non-probe route demands;
-    None (``auth.mode: none``, loopback only) leaves them open. Keyword and required: never open by omission."""
+    """The fusion center's FastAPI app over ``handler``. ``auth``: the keys every non-probe route
+    demands; None (``auth.mode: none``, loopback only) leaves them open. Keyword and required:
+    never open by omission."""
     app = FastAPI(
         title="CoPur fusion center",
         version=__version__,
         description="Robust collaborative inference: predictions over the parties' embeddings. "
-        "Send an API key as `Authorization: Bearer <key>`: scope `predict` for predictions, `admin` for "
+        "Send an API key as `Authorization: Bearer <key>`: scope `predict` for predictions, "
+        "`admin` for "
         "`/v1/parties`. Probes, metrics and these docs are open.",
     )
     install_error_handlers(app)
@@ -126,7 +142,8 @@ def create_http_app(handler: FusionHandler, *, auth: Authenticator | None) -> Fa
         handler.observe("http", defense, "200", started)
         return {
             "predictions": [
-                p.__dict__ | {"certificate": p.certificate.__dict__ if p.certificate else None} for p in preds
+                p.__dict__ | {"certificate": p.certificate.__dict__ if p.certificate else None}
+                for p in preds
             ]
         }
 
@@ -143,12 +160,18 @@ def create_http_app(handler: FusionHandler, *, auth: Authenticator | None) -> Fa
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
         """Readiness: enough parties answer (open: probes carry no key)."""
-        body = {"ready": handler.ready, "parties_up": handler.parties_up, "min_parties": handler.node.min_parties}
+        body = {
+            "ready": handler.ready,
+            "parties_up": handler.parties_up,
+            "min_parties": handler.node.min_parties,
+        }
         return JSONResponse(status_code=200 if handler.ready else 503, content=body)
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
         """Prometheus metrics (open: scrapers carry no key; counts only, no request data)."""
-        return PlainTextResponse(generate_latest(handler.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return PlainTextResponse(
+            generate_latest(handler.metrics.registry), media_type=CONTENT_TYPE_LATEST
+        )
 
     return app

@@ -14,7 +14,10 @@ class FusionMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "copur_requests", "Prediction requests", ["transport", "defense", "status"], registry=self.registry
+            "copur_requests",
+            "Prediction requests",
+            ["transport", "defense", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
             "copur_request_latency_seconds",
@@ -36,12 +39,21 @@ class FusionMetrics:
             registry=self.registry,
         )
         self.party_failures = Counter(
-            "copur_party_failures", "Party answers treated as missing", ["party", "reason"], registry=self.registry
+            "copur_party_failures",
+            "Party answers treated as missing",
+            ["party", "reason"],
+            registry=self.registry,
         )
         self.party_flags = Counter(
-            "copur_party_flags", "Samples whose block the defense flagged", ["party"], registry=self.registry
+            "copur_party_flags",
+            "Samples whose block the defense flagged",
+            ["party"],
+            registry=self.registry,
         )
         self.party_latency = Histogram(
-            "copur_party_latency_seconds", "Embed call latency per party", ["party"], registry=self.registry
+            "copur_party_latency_seconds",
+            "Embed call latency per party",
+            ["party"],
+            registry=self.registry,
         )
         self.parties_up = Gauge("copur_parties_up", "Parties answering", registry=self.registry)

@@ -18,9 +18,12 @@ __all__ = ["PartyCore"]
 
 
 class PartyCore:
-    """Embeds sample ids (by its stored features) or raw features with party ``index``'s extractor."""
+    """Embeds sample ids (by its stored features) or raw features with party ``index``'s
+    extractor."""
 
-    def __init__(self, *, extractor: PartyExtractor, features: np.ndarray, info: PartyInfo, max_ids: int) -> None:
+    def __init__(
+        self, *, extractor: PartyExtractor, features: np.ndarray, info: PartyInfo, max_ids: int
+    ) -> None:
         self.extractor = extractor
         self.features = features
         self.info = info
@@ -54,19 +57,25 @@ class PartyCore:
     def embed_ids(self, sample_ids: Sequence[int]) -> np.ndarray:
         """f_i(x_i) for these ids, (n, e); unknown ids are a NotFound naming them."""
         if len(sample_ids) > self.max_ids:
-            raise TooLarge(f"{len(sample_ids)} sample ids in one request; the limit is {self.max_ids}")
+            raise TooLarge(
+                f"{len(sample_ids)} sample ids in one request; the limit is {self.max_ids}"
+            )
         ids = np.asarray(sample_ids, dtype=np.int64)
         unknown = ids[(ids < 0) | (ids >= len(self.features))]
         if len(unknown):
             shown = ", ".join(str(i) for i in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
-            raise NotFound(f"unknown sample ids: {shown} (party {self.info.index} holds 0..{len(self.features) - 1})")
+            raise NotFound(
+                f"unknown sample ids: {shown} (party {self.info.index} holds "
+                f"0..{len(self.features) - 1})"
+            )
         return self._embed(self.features[ids])
 
     def embed_features(self, features: np.ndarray) -> np.ndarray:
         """f_i(x) for raw features of shape (n, feature_dim)."""
         if features.ndim != 2 or features.shape[1] != self.info.feature_dim:
             raise InvalidRequest(
-                f"features of shape {features.shape}; party {self.info.index} expects (n, {self.info.feature_dim})"
+                f"features of shape {features.shape}; party {self.info.index} expects (n, "
+                f"{self.info.feature_dim})"
             )
         if len(features) > self.max_ids:
             raise TooLarge(f"{len(features)} rows in one request; the limit is {self.max_ids}")

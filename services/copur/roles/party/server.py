@@ -31,9 +31,10 @@ def peer_service(context: grpc.ServicerContext) -> str | None:
 
 
 class PartyServicer(party_pb2_grpc.PartyServiceServicer):
-    """Party ``core``'s calls. With ``callers`` (mTLS), only those services may call: the fusion center,
-    this party's own adversary slot and itself; another party holding a valid certificate from the same CA
-    is refused (PERMISSION_DENIED), so no party can harvest another's embeddings."""
+    """Party ``core``'s calls. With ``callers`` (mTLS), only those services may call: the fusion
+    center, this party's own adversary slot and itself; another party holding a valid certificate
+    from the same CA is refused (PERMISSION_DENIED), so no party can harvest another's
+    embeddings."""
 
     def __init__(self, core: PartyCore, callers: frozenset[str] | None = None) -> None:
         self.core = core
@@ -47,15 +48,20 @@ class PartyServicer(party_pb2_grpc.PartyServiceServicer):
             allowed = ", ".join(sorted(self.callers))
             who = peer or "an unnamed caller"
             context.abort(
-                grpc.StatusCode.PERMISSION_DENIED, f"party {self.core.info.index} serves {allowed} only, not {who}"
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"party {self.core.info.index} serves {allowed} only, not {who}",
             )
 
-    def Embed(self, request: party_pb2.EmbedRequest, context: grpc.ServicerContext) -> party_pb2.EmbedResponse:
+    def Embed(
+        self, request: party_pb2.EmbedRequest, context: grpc.ServicerContext
+    ) -> party_pb2.EmbedResponse:
         """The party's blocks of the sample ids asked for, in their order (NOT_FOUND names unknown
         ids)."""
         self._admit(context)
         try:
-            return embed_response(self.core.embed_ids(list(request.sample_ids)), self.core.info.index)
+            return embed_response(
+                self.core.embed_ids(list(request.sample_ids)), self.core.info.index
+            )
         except CopurError as exc:
             abort_with(context, exc)
 
@@ -71,14 +77,17 @@ class PartyServicer(party_pb2_grpc.PartyServiceServicer):
         except CopurError as exc:
             abort_with(context, exc)
 
-    def Info(self, request: party_pb2.InfoRequest, context: grpc.ServicerContext) -> party_pb2.PartyInfo:
+    def Info(
+        self, request: party_pb2.InfoRequest, context: grpc.ServicerContext
+    ) -> party_pb2.PartyInfo:
         """Which party this is and the shapes it serves."""
         self._admit(context)
         return party_info_to_proto(self.core.info)
 
 
 def party_callers(index: int) -> frozenset[str]:
-    """Who may call party ``index`` under mTLS: the fusion center, its adversary slot, itself (probes)."""
+    """Who may call party ``index`` under mTLS: the fusion center, its adversary slot, itself
+    (probes)."""
     return frozenset({"fusion", f"adversary-{index}", f"party-{index}"})
 
 
@@ -91,7 +100,12 @@ class PartyApp:
     (in-process tests). Health answers SERVING from :meth:`start` until :meth:`stop`."""
 
     def __init__(
-        self, *, core: PartyCore, host: str = "127.0.0.1", port: int = 0, tls: TlsIdentity | None = None
+        self,
+        *,
+        core: PartyCore,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: TlsIdentity | None = None,
     ) -> None:
         self.core = core
         self.tls = tls

@@ -1,8 +1,8 @@
 """The attack library by name, shared by the evaluation grid and the adversary service.
 
-May import: ``copur.errors``, ``copur.science.purify.blocks`` (block arithmetic) and its own modules: the science, no
-transport, no defense code (the defense under test reaches an attack through its context's callables).
-"""
+May import: ``copur.errors``, ``copur.science.purify.blocks`` (block arithmetic) and its own
+modules: the science, no transport, no defense code (the defense under test reaches an attack
+through its context's callables)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,9 @@ def make_attack(name: str, **params: Any) -> Attack:
     try:
         cls = ATTACKS[name]
     except KeyError:
-        raise ConfigError(f"unknown attack '{name}' (known: {', '.join(sorted(ATTACKS))})") from None
+        raise ConfigError(
+            f"unknown attack '{name}' (known: {', '.join(sorted(ATTACKS))})"
+        ) from None
     try:
         return cls(**params)
     except TypeError:

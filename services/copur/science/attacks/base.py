@@ -1,8 +1,8 @@
 """The Attack interface. An attack rewrites only the attackers' blocks of h (or drops them).
 
-May import: ``copur.errors`` and its own modules (the science: no transport, no I/O, no defense code; the
-defense under test reaches an attack only as the callables of its :class:`AttackContext`).
-"""
+May import: ``copur.errors`` and its own modules (the science: no transport, no I/O, no defense
+code; the defense under test reaches an attack only as the callables of its
+:class:`AttackContext`)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class Verdict:
-    """The defense's answer to a batch, as a querying attacker sees it: ``labels`` (B,), ``probs`` (B, C) and
-    the parties it ``flagged`` (B, M)."""
+    """The defense's answer to a batch, as a querying attacker sees it: ``labels`` (B,),
+    ``probs`` (B, C) and the parties it ``flagged`` (B, M)."""
 
     labels: torch.Tensor
     probs: torch.Tensor
@@ -34,12 +34,13 @@ Query = Callable[[torch.Tensor, torch.Tensor], Verdict]
 
 @dataclass(frozen=True, kw_only=True)
 class AttackContext:
-    """What an attacker may use. ``labels``: true classes (untargeted attacks; attacks that need a reference
-    class and get none use the defense's own clean answer); ``target``: the class per sample a targeted attack
-    pushes to; ``model``: the function gradient attacks differentiate (the defense's logits, exact or a
-    surrogate); ``query``: the defense under test as a black box (answers and flags); ``pool``: clean
-    embeddings of other samples (donors for mimicry) and ``pool_labels`` their classes; ``query_batch``: most
-    rows per query call."""
+    """What an attacker may use. ``labels``: true classes (untargeted attacks; attacks that need
+    a reference class and get none use the defense's own clean answer); ``target``: the class
+    per sample a targeted attack pushes to; ``model``: the function gradient attacks
+    differentiate (the defense's logits, exact or a surrogate); ``query``: the defense under
+    test as a black box (answers and flags); ``pool``: clean embeddings of other samples
+    (donors for mimicry) and ``pool_labels`` their classes; ``query_batch``: most rows per
+    query call."""
 
     num_parties: int
     generator: torch.Generator
@@ -52,9 +53,12 @@ class AttackContext:
     query_batch: int = 8192
 
     def ask(self, h: torch.Tensor, observed: torch.Tensor) -> Verdict:
-        """``query`` over ``h`` in chunks of ``query_batch`` rows (a ValueError when there is no query access)."""
+        """``query`` over ``h`` in chunks of ``query_batch`` rows (a ValueError when there is no
+        query access)."""
         if self.query is None:
-            raise ValueError("this attack needs query access to the defense (the context has no query)")
+            raise ValueError(
+                "this attack needs query access to the defense (the context has no query)"
+            )
         parts = [
             self.query(h[i : i + self.query_batch], observed[i : i + self.query_batch])
             for i in range(0, len(h), self.query_batch)
@@ -66,11 +70,14 @@ class AttackContext:
         )
 
     def reference(self, h: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-        """The class an untargeted attack moves away from: the true label, else the defense's clean answer."""
+        """The class an untargeted attack moves away from: the true label, else the defense's
+        clean answer."""
         return self.labels if self.labels is not None else self.ask(h, observed).labels
 
 
-def attacker_mask(num_parties: int, attackers: Sequence[int], emb_dim: int, device: torch.device) -> torch.Tensor:
+def attacker_mask(
+    num_parties: int, attackers: Sequence[int], emb_dim: int, device: torch.device
+) -> torch.Tensor:
     """(M*e,) bool: True on the coordinates of the attackers' blocks."""
     party = torch.zeros(num_parties, dtype=torch.bool, device=device)
     party[list(attackers)] = True
@@ -83,7 +90,8 @@ def set_blocks(h: torch.Tensor, new: torch.Tensor, mask: torch.Tensor) -> torch.
 
 
 class Attack(ABC):
-    """Corrupts the blocks of the parties in ``attackers``; every other block is returned unchanged."""
+    """Corrupts the blocks of the parties in ``attackers``; every other block is returned
+    unchanged."""
 
     name: str = ""
 
@@ -101,6 +109,11 @@ class Attack(ABC):
 
     @abstractmethod
     def corrupt(
-        self, h: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor, attackers: list[int], ctx: AttackContext
+        self,
+        h: torch.Tensor,
+        observed: torch.Tensor,
+        mask: torch.Tensor,
+        attackers: list[int],
+        ctx: AttackContext,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The attack proper; ``mask`` marks the attackers' coordinates."""

@@ -1,4 +1,5 @@
-"""Gradient attacks on the attackers' blocks: PGD against the head, and adaptive PGD through a defense."""
+"""Gradient attacks on the attackers' blocks: PGD against the head, and adaptive PGD through a
+defense."""
 
 from __future__ import annotations
 
@@ -29,10 +30,10 @@ def pgd(
 ) -> torch.Tensor:
     """Projected gradient descent on the masked coordinates of ``h`` only.
 
-    Targeted (``target`` given): minimise CE(model(h), target); else maximise CE(model(h), labels).
-    Unbounded (``eps`` None): signed-gradient steps of ``step_size``. l2-bounded: normalised-gradient steps
-    of ``step_size`` per block, each attacker block projected back into the l2 ball of radius ``eps`` around its start.
-    """
+    Targeted (``target`` given): minimise CE(model(h), target); else maximise CE(model(h),
+    labels). Unbounded (``eps`` None): signed-gradient steps of ``step_size``. l2-bounded:
+    normalised-gradient steps of ``step_size`` per block, each attacker block projected back into
+    the l2 ball of radius ``eps`` around its start."""
     if (target is None) == (labels is None):
         raise ValueError("pgd needs exactly one of labels (untargeted) or target (targeted)")
     start, fmask = h.detach(), mask.to(h.dtype)
@@ -72,10 +73,15 @@ class PGD(Attack):
     name = "pgd"
 
     def corrupt(
-        self, h: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor, attackers: list[int], ctx: AttackContext
+        self,
+        h: torch.Tensor,
+        observed: torch.Tensor,
+        mask: torch.Tensor,
+        attackers: list[int],
+        ctx: AttackContext,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The attackers' blocks after ``steps`` signed-gradient steps on the head's (or the defense's) loss; the others
-        untouched."""
+        """The attackers' blocks after ``steps`` signed-gradient steps on the head's (or the
+        defense's) loss; the others untouched."""
         if ctx.model is None:
             raise ValueError(f"{self.name} needs a model to differentiate")
         target = ctx.target if self.targeted else None
@@ -101,8 +107,8 @@ class PGD(Attack):
 
 @dataclass
 class Adaptive(PGD):
-    """PGD through the defense itself (``ctx.model`` = the unrolled purifier + head), with the reference PGD
-    budget: the honest test of a purification defense."""
+    """PGD through the defense itself (``ctx.model`` = the unrolled purifier + head), with the
+    reference PGD budget: the honest test of a purification defense."""
 
     name = "adaptive"
 
@@ -113,13 +119,17 @@ def _check_positive(attack: str, **values: float) -> None:
             raise ConfigError(f"attack '{attack}': parameter '{key}' must be > 0, got {value}")
 
 
-def _l2_step(x: torch.Tensor, grad: torch.Tensor, step_size: float, num_parties: int) -> torch.Tensor:
+def _l2_step(
+    x: torch.Tensor, grad: torch.Tensor, step_size: float, num_parties: int
+) -> torch.Tensor:
     """x + step_size times the gradient normalised to unit l2 norm in every block."""
     g = grad.unflatten(1, (num_parties, -1))
     return x + step_size * (g / g.norm(dim=2, keepdim=True).clamp_min(1e-12)).flatten(1)
 
 
-def _margin_grad(model: Model, x: torch.Tensor, observed: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+def _margin_grad(
+    model: Model, x: torch.Tensor, observed: torch.Tensor, reference: torch.Tensor
+) -> torch.Tensor:
     """The gradient of sum over rows of (best other logit - logit of ``reference``): ascending it is
     untargeted loss maximisation with the Carlini-Wagner margin."""
     x = x.detach().requires_grad_(True)
@@ -129,8 +139,9 @@ def _margin_grad(model: Model, x: torch.Tensor, observed: torch.Tensor, referenc
 
 
 class _Best:
-    """Per sample, the iterate the defense answered worst so far (a wrong answer, then the lowest probability
-    of the reference class), judged by the defense's real answers, not by the differentiated surrogate."""
+    """Per sample, the iterate the defense answered worst so far (a wrong answer, then the lowest
+    probability of the reference class), judged by the defense's real answers, not by the
+    differentiated surrogate."""
 
     def __init__(self, x: torch.Tensor, key: torch.Tensor) -> None:
         self.x, self.key = x.clone(), key.clone()
@@ -148,7 +159,8 @@ class _Best:
 def _key(
     ctx: AttackContext, x: torch.Tensor, observed: torch.Tensor, reference: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The defense's verdict on ``x`` as a search key (lower is worse for the defense) and its flags."""
+    """The defense's verdict on ``x`` as a search key (lower is worse for the defense) and its
+    flags."""
     verdict = ctx.ask(x, observed)
     p_ref = verdict.probs.gather(1, reference.unsqueeze(1)).squeeze(1)
     return p_ref - 2.0 * (verdict.labels != reference).to(p_ref.dtype), verdict.flagged
@@ -156,11 +168,12 @@ def _key(
 
 @dataclass
 class LMA(Attack):
-    """Loss maximisation: untargeted PGD on the Carlini-Wagner margin (best other logit minus the true one)
-    through ``ctx.model`` (the defense itself, unrolled), signed steps when unbounded, l2 steps per block
-    projected into the ``eps`` ball around the honest block otherwise. With query access the defense's real
-    answer is checked every ``check_every`` steps and the worst iterate for the defense is sent. ``from_donor``
-    starts from the blocks of a random pool sample of another class instead of the honest ones."""
+    """Loss maximisation: untargeted PGD on the Carlini-Wagner margin (best other logit minus the
+    true one) through ``ctx.model`` (the defense itself, unrolled), signed steps when unbounded,
+    l2 steps per block projected into the ``eps`` ball around the honest block otherwise. With
+    query access the defense's real answer is checked every ``check_every`` steps and the worst
+    iterate for the defense is sent. ``from_donor`` starts from the blocks of a random pool
+    sample of another class instead of the honest ones."""
 
     steps: int = 50
     step_size: float = 0.5
@@ -170,12 +183,20 @@ class LMA(Attack):
     name = "lma"
 
     def __post_init__(self) -> None:
-        _check_positive(self.name, steps=self.steps, step_size=self.step_size, check_every=self.check_every)
+        _check_positive(
+            self.name, steps=self.steps, step_size=self.step_size, check_every=self.check_every
+        )
 
     def corrupt(
-        self, h: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor, attackers: list[int], ctx: AttackContext
+        self,
+        h: torch.Tensor,
+        observed: torch.Tensor,
+        mask: torch.Tensor,
+        attackers: list[int],
+        ctx: AttackContext,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The attackers' blocks that maximise the Carlini-Wagner margin of the wrong class through the defense."""
+        """The attackers' blocks that maximise the Carlini-Wagner margin of the wrong class
+        through the defense."""
         if ctx.model is None:
             raise ValueError(f"{self.name} needs a model to differentiate")
         reference = ctx.reference(h, observed)
@@ -198,7 +219,10 @@ class LMA(Attack):
                     x = _l2_step(x, grad, self.step_size, m)
                     delta = (x - start).unflatten(1, (m, -1))
                     x = start + (
-                        delta * (self.eps / delta.norm(dim=2, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
+                        delta
+                        * (self.eps / delta.norm(dim=2, keepdim=True).clamp_min(1e-12)).clamp(
+                            max=1.0
+                        )
                     ).flatten(1)
                 x = torch.where(mask, x, start)
             if best is not None and (step % self.check_every == 0 or step == self.steps):
@@ -208,11 +232,12 @@ class LMA(Attack):
 
 @dataclass
 class Evade(Attack):
-    """Detector-aware PGD: the margin loss through ``ctx.model`` (the defense unrolled; its discrete choices
-    straight-through), l2 steps of ``step_size`` per block, every step checked against the defense's real
-    flags: a step that gets an attacker flagged is halved up to ``backtrack`` times, then refused. The sent
-    blocks are the iterate the defense answers worst among those it did not flag, so the detector never
-    fires on a lie (only an honest block the defense already flags can be sent flagged)."""
+    """Detector-aware PGD: the margin loss through ``ctx.model`` (the defense unrolled; its
+    discrete choices straight-through), l2 steps of ``step_size`` per block, every step
+    checked against the defense's real flags: a step that gets an attacker flagged is halved
+    up to ``backtrack`` times, then refused. The sent blocks are the iterate the defense
+    answers worst among those it did not flag, so the detector never fires on a lie (only an
+    honest block the defense already flags can be sent flagged)."""
 
     steps: int = 50
     step_size: float = 0.5
@@ -220,15 +245,25 @@ class Evade(Attack):
     name = "evade"
 
     def __post_init__(self) -> None:
-        _check_positive(self.name, steps=self.steps, step_size=self.step_size, backtrack=self.backtrack + 1)
+        _check_positive(
+            self.name, steps=self.steps, step_size=self.step_size, backtrack=self.backtrack + 1
+        )
 
     def corrupt(
-        self, h: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor, attackers: list[int], ctx: AttackContext
+        self,
+        h: torch.Tensor,
+        observed: torch.Tensor,
+        mask: torch.Tensor,
+        attackers: list[int],
+        ctx: AttackContext,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """PGD on the attackers' blocks in which every step that would get a lying block flagged is
         halved or refused."""
         if ctx.model is None or ctx.query is None:
-            raise ValueError(f"{self.name} needs a model to differentiate and query access to the defense's flags")
+            raise ValueError(
+                f"{self.name} needs a model to differentiate and query access to the defense's "
+                "flags"
+            )
         reference = ctx.reference(h, observed)
         x = h.detach().clone()
         key, _ = _key(ctx, x, observed, reference)

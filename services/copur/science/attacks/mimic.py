@@ -1,9 +1,9 @@
-"""Plausible lies: the attackers send the blocks of another real sample (``mimic``), aimed at the defense's
-runner-up class (``sia``).
+"""Plausible lies: the attackers send the blocks of another real sample (``mimic``), aimed at the
+defense's runner-up class (``sia``).
 
-A compromised party can produce such blocks for real: it runs its own extractor on another sample's
-features. Colluding attackers use one and the same donor, so their lies agree with each other.
-"""
+A compromised party can produce such blocks for real: it runs its own extractor on another
+sample's features. Colluding attackers use one and the same donor, so their lies agree with each
+other."""
 
 from __future__ import annotations
 
@@ -20,9 +20,12 @@ __all__ = ["SIA", "Mimic", "margin"]
 
 
 def margin(logits: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
-    """Per row, the logit of ``cls`` minus the best other logit (the Carlini-Wagner margin; > 0: ``cls`` wins)."""
+    """Per row, the logit of ``cls`` minus the best other logit (the Carlini-Wagner margin; > 0:
+    ``cls`` wins)."""
     own = logits.gather(1, cls.unsqueeze(1)).squeeze(1)
-    others = logits.masked_fill(F.one_hot(cls, logits.shape[1]).bool(), -torch.inf).max(dim=1).values
+    others = (
+        logits.masked_fill(F.one_hot(cls, logits.shape[1]).bool(), -torch.inf).max(dim=1).values
+    )
     return own - others
 
 
@@ -33,18 +36,20 @@ def _pool(ctx: AttackContext, name: str) -> torch.Tensor:
 
 
 def _factors(factor: float, n: int, device: torch.device) -> torch.Tensor:
-    """The factor of each of n candidates: the attack's own, then cycling through :data:`FACTORS` x it."""
+    """The factor of each of n candidates: the attack's own, then cycling through :data:`FACTORS`
+    x it."""
     return torch.tensor([factor * FACTORS[j % len(FACTORS)] for j in range(n)], device=device)
 
 
 @dataclass
 class Mimic(Attack):
-    """The attackers' blocks become those of a donor sample of another class, moved ``factor`` of the way from
-    their honest blocks (1: the donor's blocks exactly). The donor: pool row ``donor`` when given, else a
-    pool row of class ``donor_class``, else one of any class but the sample's own; ``nearest`` ranks donors
-    by how well their blocks match the honest parties' (white-box) instead of drawing them at random.
-    ``search`` = N > 0 makes it query-based: N candidates (donors, factors) per sample, and the one the
-    defense answers worst is sent (the worst case of an attacker that sees the answers)."""
+    """The attackers' blocks become those of a donor sample of another class, moved ``factor`` of
+    the way from their honest blocks (1: the donor's blocks exactly). The donor: pool row
+    ``donor`` when given, else a pool row of class ``donor_class``, else one of any class but the
+    sample's own; ``nearest`` ranks donors by how well their blocks match the honest parties'
+    (white-box) instead of drawing them at random. ``search`` = N > 0 makes it query-based: N
+    candidates (donors, factors) per sample, and the one the defense answers worst is sent (the
+    worst case of an attacker that sees the answers)."""
 
     factor: float = 1.0
     search: int = 0
@@ -55,13 +60,21 @@ class Mimic(Attack):
 
     def __post_init__(self) -> None:
         if not self.factor > 0 or self.search < 0:
-            raise ConfigError(f"attack 'mimic': factor must be > 0 and search >= 0, got {self.factor}, {self.search}")
+            raise ConfigError(
+                f"attack 'mimic': factor must be > 0 and search >= 0, got {self.factor}, "
+                f"{self.search}"
+            )
 
     def corrupt(
-        self, h: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor, attackers: list[int], ctx: AttackContext
+        self,
+        h: torch.Tensor,
+        observed: torch.Tensor,
+        mask: torch.Tensor,
+        attackers: list[int],
+        ctx: AttackContext,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The attackers' blocks replaced by (a blend towards) one donor sample's blocks, the same donor for every
-        colluder."""
+        """The attackers' blocks replaced by (a blend towards) one donor sample's blocks, the
+        same donor for every colluder."""
         pool = _pool(ctx, self.name).to(h.device)
         n = max(1, self.search)
         if self.donor is not None:
@@ -90,11 +103,11 @@ class Mimic(Attack):
 
 @dataclass
 class SIA(Attack):
-    """The runner-up attack: aim at the second class of the defended output on the honest input. Candidates
-    are pool samples of that class (half the nearest to the honest blocks, half at random) at the factors of
-    a search; the defense's answers pick the best; with ``steps`` > 0 it is then pushed further towards the
-    runner-up by gradient steps through ``ctx.model`` (a margin loss), keeping whichever the defense answers
-    worse."""
+    """The runner-up attack: aim at the second class of the defended output on the honest input.
+    Candidates are pool samples of that class (half the nearest to the honest blocks, half at
+    random) at the factors of a search; the defense's answers pick the best; with ``steps`` > 0
+    it is then pushed further towards the runner-up by gradient steps through ``ctx.model`` (a
+    margin loss), keeping whichever the defense answers worse."""
 
     search: int = 16
     factor: float = 1.0
@@ -107,10 +120,15 @@ class SIA(Attack):
             raise ConfigError("attack 'sia': factor and step_size must be > 0 and steps >= 0")
 
     def corrupt(
-        self, h: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor, attackers: list[int], ctx: AttackContext
+        self,
+        h: torch.Tensor,
+        observed: torch.Tensor,
+        mask: torch.Tensor,
+        attackers: list[int],
+        ctx: AttackContext,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The attackers' blocks that push the defended answer to its runner-up class: the best donor, then gradient
-        steps."""
+        """The attackers' blocks that push the defended answer to its runner-up class: the best
+        donor, then gradient steps."""
         pool = _pool(ctx, self.name).to(h.device)
         if ctx.pool_labels is None:
             raise ValueError("sia needs the classes of the donor samples (pool_labels)")
@@ -132,7 +150,9 @@ class SIA(Attack):
         best = pick_best(ctx, candidates, observed, reference)
         if self.steps <= 0 or ctx.model is None:
             return best, observed
-        pushed = _towards(best, observed, mask, ctx, runner_up, self.steps, self.step_size, ctx.num_parties)
+        pushed = _towards(
+            best, observed, mask, ctx, runner_up, self.steps, self.step_size, ctx.num_parties
+        )
         return pick_best(ctx, torch.stack([best, pushed], dim=1), observed, reference), observed
 
 
@@ -146,7 +166,8 @@ def _towards(
     step_size: float,
     num_parties: int,
 ) -> torch.Tensor:
-    """Gradient ascent of the margin of ``target`` through ``ctx.model``, l2-normalised steps per block."""
+    """Gradient ascent of the margin of ``target`` through ``ctx.model``, l2-normalised steps per
+    block."""
     assert ctx.model is not None
     fmask = mask.to(x.dtype)
     x = x.detach().clone()

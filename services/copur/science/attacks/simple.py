@@ -19,7 +19,12 @@ class Flip(Attack):
     name = "flip"
 
     def corrupt(
-        self, h: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor, attackers: list[int], ctx: AttackContext
+        self,
+        h: torch.Tensor,
+        observed: torch.Tensor,
+        mask: torch.Tensor,
+        attackers: list[int],
+        ctx: AttackContext,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The attackers' blocks multiplied by ``-amplitude``."""
         return set_blocks(h, -self.amp * h, mask), observed
@@ -33,7 +38,12 @@ class Noise(Attack):
     name = "noise"
 
     def corrupt(
-        self, h: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor, attackers: list[int], ctx: AttackContext
+        self,
+        h: torch.Tensor,
+        observed: torch.Tensor,
+        mask: torch.Tensor,
+        attackers: list[int],
+        ctx: AttackContext,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The attackers' blocks plus Gaussian noise of l2 norm ``norm`` per block."""
         noise = torch.randn(h.shape, generator=ctx.generator, dtype=h.dtype).to(h.device)
@@ -49,7 +59,12 @@ class Replace(Attack):
     name = "replace"
 
     def corrupt(
-        self, h: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor, attackers: list[int], ctx: AttackContext
+        self,
+        h: torch.Tensor,
+        observed: torch.Tensor,
+        mask: torch.Tensor,
+        attackers: list[int],
+        ctx: AttackContext,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The attackers' blocks of another sample of the pool (an on-manifold lie)."""
         pool = ctx.pool if ctx.pool is not None else h
@@ -64,7 +79,12 @@ class Zero(Attack):
     name = "zero"
 
     def corrupt(
-        self, h: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor, attackers: list[int], ctx: AttackContext
+        self,
+        h: torch.Tensor,
+        observed: torch.Tensor,
+        mask: torch.Tensor,
+        attackers: list[int],
+        ctx: AttackContext,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The attackers' blocks set to zero."""
         return set_blocks(h, torch.zeros_like(h), mask), observed
@@ -77,7 +97,12 @@ class Drop(Attack):
     name = "drop"
 
     def corrupt(
-        self, h: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor, attackers: list[int], ctx: AttackContext
+        self,
+        h: torch.Tensor,
+        observed: torch.Tensor,
+        mask: torch.Tensor,
+        attackers: list[int],
+        ctx: AttackContext,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The attackers send nothing: their blocks are marked unobserved."""
         observed = observed.clone()

@@ -1,9 +1,9 @@
-"""Randomized smoothing (Cohen, Rosenfeld and Kolter, ICML 2019): PREDICT and CERTIFY, batched over samples.
+"""Randomized smoothing (Cohen, Rosenfeld and Kolter, ICML 2019): PREDICT and CERTIFY, batched
+over samples.
 
-The smoothed classifier is g(x) = argmax_c P(f(x + eps) = c) with eps ~ N(0, sigma^2 I). Every forward
-pass of the base classifier f goes through ``classify`` in chunks of at most ``batch_size`` rows that mix
-the noise draws of several samples, never one sample at a time.
-"""
+The smoothed classifier is g(x) = argmax_c P(f(x + eps) = c) with eps ~ N(0, sigma^2 I). Every
+forward pass of the base classifier f goes through ``classify`` in chunks of at most
+``batch_size`` rows that mix the noise draws of several samples, never one sample at a time."""
 
 from __future__ import annotations
 
@@ -54,19 +54,21 @@ def sample_counts(
     generator: torch.Generator,
     batch_size: int,
 ) -> torch.Tensor:
-    """Counts (B, num_classes) int64 of ``classify(x_b + N(0, sigma^2 I))`` over ``num`` draws per sample.
+    """Counts (B, num_classes) int64 of ``classify(x_b + N(0, sigma^2 I))`` over ``num`` draws
+    per sample.
 
-    ``x`` is (B, D); ``classify`` maps (N, D) to (N,) int64 labels in [0, num_classes) and is called under
-    ``torch.no_grad()`` on chunks of at most ``batch_size`` rows of the flattened (sample, draw) order.
-    Noise is drawn on ``x``'s device and dtype from ``generator``, whose device must therefore be
-    ``x``'s device (a CPU generator for CPU tensors, a CUDA generator for CUDA tensors). The result is
-    a function of (x, generator state, num, sigma, batch_size): the same seed reproduces it exactly.
-    Every row sums to ``num``.
-    """
+    ``x`` is (B, D); ``classify`` maps (N, D) to (N,) int64 labels in [0, num_classes) and is
+    called under ``torch.no_grad()`` on chunks of at most ``batch_size`` rows of the flattened
+    (sample, draw) order. Noise is drawn on ``x``'s device and dtype from ``generator``, whose
+    device must therefore be ``x``'s device (a CPU generator for CPU tensors, a CUDA generator
+    for CUDA tensors). The result is a function of (x, generator state, num, sigma, batch_size):
+    the same seed reproduces it exactly. Every row sums to ``num``."""
     if x.dim() != 2:
         raise ValueError(f"x must be (B, D), got shape {tuple(x.shape)}")
     if num < 1 or batch_size < 1 or num_classes < 1:
-        raise ValueError(f"num, batch_size and num_classes must be >= 1, got {num}, {batch_size}, {num_classes}")
+        raise ValueError(
+            f"num, batch_size and num_classes must be >= 1, got {num}, {batch_size}, {num_classes}"
+        )
     if generator.device.type != x.device.type:
         raise ValueError(f"generator is on {generator.device} but x is on {x.device}")
     num_samples, dim = x.shape
@@ -75,23 +77,31 @@ def sample_counts(
     with torch.no_grad():
         for start in range(0, total, batch_size):
             stop = min(start + batch_size, total)
-            # Step 1: rows start..stop of the flattened (sample, draw) grid belong to sample row // num.
+            # Step 1: rows start..stop of the flattened (sample, draw) grid belong to sample row //
+            # num.
             owner = torch.arange(start, stop, device=x.device) // num
             # Step 2: perturb each owner's features with fresh Gaussian noise of scale sigma.
-            noise = torch.randn((stop - start, dim), generator=generator, device=x.device, dtype=x.dtype)
+            noise = torch.randn(
+                (stop - start, dim), generator=generator, device=x.device, dtype=x.dtype
+            )
             labels = classify(x.index_select(0, owner) + sigma * noise)
             if labels.shape != (stop - start,):
-                raise ValueError(f"classify must return shape ({stop - start},), got {tuple(labels.shape)}")
+                raise ValueError(
+                    f"classify must return shape ({stop - start},), got {tuple(labels.shape)}"
+                )
             labels = labels.to(device=x.device, dtype=torch.int64)
             if bool(((labels < 0) | (labels >= num_classes)).any()):
                 raise ValueError(f"classify returned a label outside 0..{num_classes - 1}")
             # Step 3: add one vote to cell (owner, label) of the flattened count table.
-            flat_counts += torch.bincount(owner * num_classes + labels, minlength=num_samples * num_classes)
+            flat_counts += torch.bincount(
+                owner * num_classes + labels, minlength=num_samples * num_classes
+            )
     return flat_counts.view(num_samples, num_classes)
 
 
 def _top_two(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Top class (lowest index on ties), its count, and the largest count among the other classes."""
+    """Top class (lowest index on ties), its count, and the largest count among the other
+    classes."""
     top = counts.argmax(dim=1)
     n_top = counts.gather(1, top[:, None])[:, 0]
     others = counts.scatter(1, top[:, None], -1)
@@ -107,12 +117,12 @@ def smoothed_predict(
     num_classes: int,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Cohen et al.'s PREDICT: (B,) int64 labels on ``x``'s device, ``ABSTAIN`` where not significant.
+    """Cohen et al.'s PREDICT: (B,) int64 labels on ``x``'s device, ``ABSTAIN`` where not
+    significant.
 
     Guarantee: for each sample, the probability of returning a class other than the smoothed
-    classifier's g(x) is at most ``config.alpha`` (over the noise draws); otherwise it returns g(x) or
-    abstains.
-    """
+    classifier's g(x) is at most ``config.alpha`` (over the noise draws); otherwise it returns
+    g(x) or abstains."""
     # Step 1: n noisy draws per sample give the counts.
     counts = sample_counts(
         classify,
@@ -125,9 +135,11 @@ def smoothed_predict(
     )
     # Step 2: the top two counts nA (class cA) and nB.
     top, n_top, n_second = _top_two(counts)
-    # Step 3: keep cA only where the exact binomial test of nA vs nB against 1/2 rejects at level alpha.
+    # Step 3: keep cA only where the exact binomial test of nA vs nB against 1/2 rejects at level
+    # alpha.
     significant = [
-        binom_test_half(a, a + b) <= config.alpha for a, b in zip(n_top.tolist(), n_second.tolist(), strict=True)
+        binom_test_half(a, a + b) <= config.alpha
+        for a, b in zip(n_top.tolist(), n_second.tolist(), strict=True)
     ]
     keep = torch.tensor(significant, dtype=torch.bool, device=x.device)
     return torch.where(keep, top, torch.full_like(top, ABSTAIN))
@@ -141,12 +153,12 @@ def smoothed_certify(
     num_classes: int,
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cohen et al.'s CERTIFY: labels (B,) int64 and L2 radii (B,) float32, both on ``x``'s device.
+    """Cohen et al.'s CERTIFY: labels (B,) int64 and L2 radii (B,) float32, both on ``x``'s
+    device.
 
-    Guarantee: with probability at least 1 - ``config.alpha`` over the noise draws, for each sample that
-    does not abstain the smoothed classifier g returns the label at every x' with ||x' - x||_2 < radius.
-    Abstentions are ``(ABSTAIN, 0.0)``.
-    """
+    Guarantee: with probability at least 1 - ``config.alpha`` over the noise draws, for each
+    sample that does not abstain the smoothed classifier g returns the label at every x' with
+    ||x' - x||_2 < radius. Abstentions are ``(ABSTAIN, 0.0)``."""
     sigma, n, alpha = config.sigma, config.n, config.alpha
 
     def counts(num: int) -> torch.Tensor:

@@ -10,8 +10,10 @@ import math
 
 __all__ = ["binom_tail", "binom_test_half", "clopper_pearson_lower"]
 
-# Terms more than this many nats below the largest one are not summed. The pmf is log-concave, so the
-# terms left out decay at least geometrically and add up to less than exp(-_CUTOFF) * (n / _CUTOFF + 1)
+# Terms more than this many nats below the largest one are not summed. The pmf is log-concave, so
+# the
+# terms left out decay at least geometrically and add up to less than exp(-_CUTOFF) * (n / _CUTOFF +
+# 1)
 # of the total: below 1e-18 relative for every n < 1e9.
 _CUTOFF = 60.0
 # Bisection stops once the bracket is this small relative to its upper end (or after _MAX_HALVINGS).
@@ -27,12 +29,12 @@ def _check_n_k(k: int, n: int) -> None:
 
 
 def binom_tail(k: int, n: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p), to a relative error of about n * 1e-14 (lgamma rounding dominates).
+    """P(X >= k) for X ~ Binomial(n, p), to a relative error of about n * 1e-14 (lgamma rounding
+    dominates).
 
     Edge cases are exact: 1 for k <= 0, 0 for k > n, and the degenerate laws for p = 0 and p = 1.
-    Terms are summed in log space around the largest one, so nothing overflows and tails far below
-    1e-300 underflow cleanly to 0.0 instead of producing nan.
-    """
+    Terms are summed in log space around the largest one, so nothing overflows and tails far
+    below 1e-300 underflow cleanly to 0.0 instead of producing nan."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     if not 0.0 <= p <= 1.0:
@@ -50,12 +52,15 @@ def binom_tail(k: int, n: int, p: float) -> float:
     log_p, log_q, log_n_fact = math.log(p), math.log1p(-p), math.lgamma(n + 1)
 
     def log_term(i: int) -> float:
-        return log_n_fact - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
+        return (
+            log_n_fact - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
+        )
 
     # Step 3: the largest term in k..n is at the mode floor((n + 1) p), clipped into the range.
     start = max(k, min(n, math.floor((n + 1) * p)))
     peak = log_term(start)
-    # Step 4: walk outwards from the peak until terms fall _CUTOFF nats below it (log-concavity bounds the rest).
+    # Step 4: walk outwards from the peak until terms fall _CUTOFF nats below it (log-concavity
+    # bounds the rest).
     total = 1.0
     for i in range(start + 1, n + 1):
         rel = log_term(i) - peak
@@ -72,17 +77,18 @@ def binom_tail(k: int, n: int, p: float) -> float:
 
 
 def clopper_pearson_lower(k: int, n: int, alpha: float) -> float:
-    """One-sided (1 - alpha) Clopper-Pearson lower confidence bound on p from k successes in n trials.
+    """One-sided (1 - alpha) Clopper-Pearson lower confidence bound on p from k successes in n
+    trials.
 
     Guarantee: for every true p, P(bound <= p) >= 1 - alpha. The value equals
-    ``scipy.stats.beta.ppf(alpha, k, n - k + 1)`` (0 when k == 0), bisected to 1e-12 relative and otherwise
-    limited by ``binom_tail``'s accuracy; the bisection returns the lower end of its final bracket, so
-    stopping early never makes the bound less conservative.
-    """
+    ``scipy.stats.beta.ppf(alpha, k, n - k + 1)`` (0 when k == 0), bisected to 1e-12 relative and
+    otherwise limited by ``binom_tail``'s accuracy; the bisection returns the lower end of its
+    final bracket, so stopping early never makes the bound less conservative."""
     _check_n_k(k, n)
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    # Step 1: closed forms at the ends: no successes bound nothing; all successes give alpha ** (1 / n).
+    # Step 1: closed forms at the ends: no successes bound nothing; all successes give alpha ** (1 /
+    # n).
     if k == 0:
         return 0.0
     if k == n:

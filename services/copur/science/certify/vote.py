@@ -1,10 +1,9 @@
 """Party-subset vote certificate.
 
-M parties; the voters are every subset S of k parties (``itertools.combinations`` order). Each voter is
-a classifier that sees only the parties in S and casts one vote (a class index) or abstains (-1). An
-adversary who controls a set A of t parties can change only the voters with S and A intersecting: at
-most C(M, k) - C(M - t, k) of them, whatever A is.
-"""
+M parties; the voters are every subset S of k parties (``itertools.combinations`` order). Each
+voter is a classifier that sees only the parties in S and casts one vote (a class index) or
+abstains (-1). An adversary who controls a set A of t parties can change only the voters with S
+and A intersecting: at most C(M, k) - C(M - t, k) of them, whatever A is."""
 
 from __future__ import annotations
 
@@ -38,10 +37,11 @@ def subset_voters(num_parties: int, k: int) -> list[tuple[int, ...]]:
 
 
 def changeable_voters(num_parties: int, k: int, t: int) -> int:
-    """C(M, k) - C(M - t, k): the most voters any t compromised parties can influence (t clipped to 0..M).
+    """C(M, k) - C(M - t, k): the most voters any t compromised parties can influence (t clipped
+    to 0..M).
 
-    It is exact: a voter is untouched iff its subset avoids all t parties, and C(M - t, k) subsets do.
-    """
+    It is exact: a voter is untouched iff its subset avoids all t parties, and C(M - t, k)
+    subsets do."""
     _check_k(num_parties, k)
     # Step 1: clip t to the number of parties there are.
     t = min(max(t, 0), num_parties)
@@ -63,8 +63,8 @@ def tally(votes: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 
 def vote_predict(counts: torch.Tensor) -> torch.Tensor:
-    """Plurality vote (B,) int64: the class with the most votes, ties going to the LOWEST class index;
-    ``ABSTAIN`` where every voter abstained (all counts 0)."""
+    """Plurality vote (B,) int64: the class with the most votes, ties going to the LOWEST class
+    index; ``ABSTAIN`` where every voter abstained (all counts 0)."""
     # Step 1: torch.argmax returns the first maximal index, which is the fixed tie rule.
     pred = counts.argmax(dim=1)
     # Step 2: a sample with no vote at all abstains.
@@ -72,16 +72,16 @@ def vote_predict(counts: torch.Tensor) -> torch.Tensor:
 
 
 def certified_parties(counts: torch.Tensor, *, num_parties: int, k: int) -> torch.Tensor:
-    """Per sample, the largest t in 0..M with gap > 2 * changeable_voters(M, k, t); -1 where t = 0 fails.
+    """Per sample, the largest t in 0..M with gap > 2 * changeable_voters(M, k, t); -1 where t =
+    0 fails.
 
-    The gap is the predicted class's count minus the largest count among the other classes, so -1 marks
-    a tie or an all-abstain sample. Guarantee: whatever any t <= certified_parties compromised parties
-    make their voters output (any class or abstain), ``vote_predict`` is unchanged. Each changed voter
-    lowers the gap by at most 2 (one vote off the prediction, one onto a rival), and at most
-    changeable_voters(M, k, t) voters change, so the gap stays > 0 and the prediction is a strict
-    winner. The bound uses counts only, so it is conservative: it assumes the changeable voters are
-    the ones voting for the prediction.
-    """
+    The gap is the predicted class's count minus the largest count among the other classes, so -1
+    marks a tie or an all-abstain sample. Guarantee: whatever any t <= certified_parties
+    compromised parties make their voters output (any class or abstain), ``vote_predict`` is
+    unchanged. Each changed voter lowers the gap by at most 2 (one vote off the prediction, one
+    onto a rival), and at most changeable_voters(M, k, t) voters change, so the gap stays > 0 and
+    the prediction is a strict winner. The bound uses counts only, so it is conservative: it
+    assumes the changeable voters are the ones voting for the prediction."""
     _check_k(num_parties, k)
     # Step 1: the predicted class's count and the best rival count (0 when there is no rival class).
     pred = counts.argmax(dim=1)
@@ -94,15 +94,17 @@ def certified_parties(counts: torch.Tensor, *, num_parties: int, k: int) -> torc
         dtype=torch.int64,
         device=counts.device,
     )
-    # Step 3: by monotonicity, the number of thresholds the gap beats, minus one, is the largest such t.
+    # Step 3: by monotonicity, the number of thresholds the gap beats, minus one, is the largest
+    # such t.
     return (gap[:, None] > thresholds[None, :]).sum(dim=1) - 1
 
 
 def certified_accuracy(
     pred: torch.Tensor, cert_t: torch.Tensor, labels: torch.Tensor, *, max_t: int
 ) -> dict[int, float]:
-    """For t = 0..max_t, the fraction of samples that are correct (pred == label) and certified for
-    at least t compromised parties (cert_t >= t): a lower bound on accuracy under any such attack."""
+    """For t = 0..max_t, the fraction of samples that are correct (pred == label) and certified
+    for at least t compromised parties (cert_t >= t): a lower bound on accuracy under any such
+    attack."""
     if not pred.shape == cert_t.shape == labels.shape or pred.dim() != 1:
         raise ValueError("pred, cert_t and labels must be 1-D tensors of the same length")
     if pred.numel() == 0:

@@ -25,9 +25,12 @@ DATASETS: dict[str, Callable[[DatasetSpec], VerticalDataset]] = {
 
 
 def load_dataset(spec: DatasetSpec) -> VerticalDataset:
-    """Load the data set ``spec`` names; an unknown name is a :class:`DataError` listing the known ones."""
+    """Load the data set ``spec`` names; an unknown name is a :class:`DataError` listing the
+    known ones."""
     try:
         loader = DATASETS[spec.name]
     except KeyError:
-        raise DataError(f"unknown data set '{spec.name}' (known: {', '.join(sorted(DATASETS))})") from None
+        raise DataError(
+            f"unknown data set '{spec.name}' (known: {', '.join(sorted(DATASETS))})"
+        ) from None
     return loader(spec)

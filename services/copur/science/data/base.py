@@ -34,7 +34,10 @@ class VerticalDataset:
     def __post_init__(self) -> None:
         n = len(self.labels)
         if len(self.features) != len(self.party_names):
-            raise DataError(f"{self.name}: {len(self.features)} feature blocks for {len(self.party_names)} parties")
+            raise DataError(
+                f"{self.name}: {len(self.features)} feature blocks for {len(self.party_names)} "
+                "parties"
+            )
         for name, x in zip(self.party_names, self.features, strict=True):
             if x.ndim != 2 or x.shape[0] != n:
                 raise DataError(f"{self.name}: party {name} has shape {x.shape}, expected ({n}, d)")
@@ -64,14 +67,18 @@ class VerticalDataset:
         return [x[ids] for x in self.features]
 
 
-def stratified_split(labels: np.ndarray, *, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, *, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Seeded stratified train/test split of row indices (sorted within each part)."""
     if not 0.0 < test_fraction < 1.0:
         raise DataError(f"test fraction {test_fraction} is not in (0, 1)")
     ids = np.arange(len(labels))
     counts = np.bincount(labels)
     stratify = labels if counts[counts > 0].min() >= 2 else None
-    train, test = train_test_split(ids, test_size=test_fraction, random_state=seed, stratify=stratify)
+    train, test = train_test_split(
+        ids, test_size=test_fraction, random_state=seed, stratify=stratify
+    )
     return np.sort(train).astype(np.int64), np.sort(test).astype(np.int64)
 
 
@@ -86,7 +93,9 @@ def parse_divisions(divisions: Sequence[int] | str) -> tuple[int, ...]:
         bounds = tuple(int(t) for t in divisions)
     if len(bounds) < 2 or bounds[0] < 0 or any(b >= a for b, a in itertools.pairwise(bounds)):
         shown = " ".join(str(b) for b in bounds)
-        raise DataError(f"column division '{shown}' must be at least two increasing non-negative integers")
+        raise DataError(
+            f"column division '{shown}' must be at least two increasing non-negative integers"
+        )
     return bounds
 
 
@@ -94,5 +103,10 @@ def split_columns(matrix: np.ndarray, bounds: Sequence[int], *, what: str) -> li
     """Cut ``matrix`` into column blocks [bounds[k], bounds[k+1]); the division must fit."""
     if bounds[-1] > matrix.shape[1]:
         shown = " ".join(str(b) for b in bounds)
-        raise DataError(f"column division '{shown}' does not fit {what}: it has {matrix.shape[1]} columns")
-    return [np.ascontiguousarray(matrix[:, a:b], dtype=np.float32) for a, b in itertools.pairwise(bounds)]
+        raise DataError(
+            f"column division '{shown}' does not fit {what}: it has {matrix.shape[1]} columns"
+        )
+    return [
+        np.ascontiguousarray(matrix[:, a:b], dtype=np.float32)
+        for a, b in itertools.pairwise(bounds)
+    ]

@@ -11,7 +11,12 @@ from copur.science.data.spec import DatasetSpec
 
 __all__ = ["load_digits"]
 
-_QUADRANTS = (("top-left", 0, 0), ("top-right", 0, 4), ("bottom-left", 4, 0), ("bottom-right", 4, 4))
+_QUADRANTS = (
+    ("top-left", 0, 0),
+    ("top-right", 0, 4),
+    ("bottom-left", 4, 0),
+    ("bottom-right", 4, 4),
+)
 
 
 def load_digits(spec: DatasetSpec) -> VerticalDataset:
@@ -22,7 +27,8 @@ def load_digits(spec: DatasetSpec) -> VerticalDataset:
     images = np.asarray(bunch.images, dtype=np.float32)
     labels = np.asarray(bunch.target, dtype=np.int64)
     features = tuple(
-        np.ascontiguousarray(images[:, r : r + 4, c : c + 4].reshape(len(images), 16)) for _, r, c in _QUADRANTS
+        np.ascontiguousarray(images[:, r : r + 4, c : c + 4].reshape(len(images), 16))
+        for _, r, c in _QUADRANTS
     )
     train, test = stratified_split(labels, test_fraction=spec.test_fraction, seed=spec.seed)
     return VerticalDataset(

@@ -29,7 +29,8 @@ def require_file(path: Path) -> Path:
 
 
 def read_table(path: Path, *, sep: str, header: int | None) -> pd.DataFrame:
-    """Read a delimited text table; drop the one empty, unnamed last column a trailing separator leaves."""
+    """Read a delimited text table; drop the one empty, unnamed last column a trailing separator
+    leaves."""
     require_file(path)
     try:
         frame = pd.read_csv(path, sep=sep, header=header)

@@ -1,4 +1,5 @@
-"""UCI Multiple Features, embedded: 2000 digits, six views, one party per view (see PROVENANCE.md)."""
+"""UCI Multiple Features, embedded: 2000 digits, six views, one party per view (see
+PROVENANCE.md)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,10 @@ def load_mfeat(spec: DatasetSpec) -> VerticalDataset:
     raw = resources.files("copur.science.data").joinpath("mfeat.npz").read_bytes()
     digest = hashlib.sha256(raw).hexdigest()
     if digest != MFEAT_SHA256:
-        raise DataError(f"embedded mfeat.npz has sha256 {digest}, expected {MFEAT_SHA256}: the package is corrupt")
+        raise DataError(
+            f"embedded mfeat.npz has sha256 {digest}, expected {MFEAT_SHA256}: the package is "
+            "corrupt"
+        )
     with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
         features = tuple(npz[v].astype(np.float32) for v in MFEAT_VIEWS)
         labels = npz["labels"].astype(np.int64)

@@ -1,4 +1,5 @@
-"""NUS-WIDE in its published layout: low-level image features + Tags1k, top-k single-label concepts.
+"""NUS-WIDE in its published layout: low-level image features + Tags1k, top-k single-label
+concepts.
 
 Expected under ``data_dir`` (the ``NUS_WIDE`` folder of the download)::
 
@@ -9,8 +10,8 @@ Expected under ``data_dir`` (the ``NUS_WIDE`` folder of the download)::
 
 The image table (CH, CM55, CORR, EDH, WT concatenated: 634 columns) is cut by the first division
 (default ``0 360 634``), the tag table (1000 columns) by the second (default ``0 500 1000``).
-Samples carrying exactly one of the selected concepts are kept; the published train/test split is kept.
-"""
+Samples carrying exactly one of the selected concepts are kept; the published train/test split is
+kept."""
 
 from __future__ import annotations
 
@@ -37,33 +38,52 @@ def _top_concepts(root: Path, k: int) -> list[str]:
         raise DataError(f"nus-wide: missing folder {folder}")
     counts = {}
     for path in sorted(folder.glob("Labels_*.txt")):
-        counts[path.stem.removeprefix("Labels_")] = int(read_table(path, sep=" ", header=None).iloc[:, 0].sum())
+        counts[path.stem.removeprefix("Labels_")] = int(
+            read_table(path, sep=" ", header=None).iloc[:, 0].sum()
+        )
     if len(counts) < k:
         raise DataError(f"nus-wide: {folder} has {len(counts)} concept files, need at least {k}")
     return [name for name, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
 
 
 def _part(root: Path, concepts: list[str], part: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Image table, tag table and labels of one published part (Train or Test), single-label rows only."""
+    """Image table, tag table and labels of one published part (Train or Test), single-label rows
+    only."""
     label_dir = root / "Groundtruth" / "TrainTestLabels"
     onehot = pd.concat(
-        [read_table(label_dir / f"Labels_{c}_{part}.txt", sep=" ", header=None).iloc[:, :1] for c in concepts], axis=1
+        [
+            read_table(label_dir / f"Labels_{c}_{part}.txt", sep=" ", header=None).iloc[:, :1]
+            for c in concepts
+        ],
+        axis=1,
     ).to_numpy()
     keep = onehot.sum(axis=1) == 1
     images = [
-        read_table(root / "Low_Level_Features" / f"{part}_Normalized_{b}.dat", sep=" ", header=None).to_numpy()
+        read_table(
+            root / "Low_Level_Features" / f"{part}_Normalized_{b}.dat", sep=" ", header=None
+        ).to_numpy()
         for b in IMAGE_BLOCKS
     ]
-    tags = read_table(root / "NUS_WID_Tags" / f"{part}_Tags1k.dat", sep="\t", header=None).to_numpy()
+    tags = read_table(
+        root / "NUS_WID_Tags" / f"{part}_Tags1k.dat", sep="\t", header=None
+    ).to_numpy()
     rows = {len(onehot), len(tags), *(len(x) for x in images)}
     if len(rows) != 1:
-        raise DataError(f"nus-wide {part}: label, image and tag files disagree on the number of rows: {sorted(rows)}")
+        raise DataError(
+            f"nus-wide {part}: label, image and tag files disagree on the number of rows: "
+            f"{sorted(rows)}"
+        )
     image = np.concatenate(images, axis=1)[keep]
-    return image.astype(np.float32), tags[keep].astype(np.float32), onehot[keep].argmax(axis=1).astype(np.int64)
+    return (
+        image.astype(np.float32),
+        tags[keep].astype(np.float32),
+        onehot[keep].argmax(axis=1).astype(np.int64),
+    )
 
 
 def load_nus_wide(spec: DatasetSpec) -> VerticalDataset:
-    """Load the two published parts, keep single-label samples of the top concepts, cut into parties."""
+    """Load the two published parts, keep single-label samples of the top concepts, cut into
+    parties."""
     root = require_dir(spec.data_dir, dataset="nus-wide")
     divisions = spec.divisions or NUS_DEFAULT_DIVISIONS
     if len(divisions) != 2:

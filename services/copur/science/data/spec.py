@@ -12,9 +12,8 @@ __all__ = ["DatasetSpec"]
 class DatasetSpec:
     """Everything needed to load the same data set again (it is stored in the bundle manifest).
 
-    ``divisions`` holds one column-division string per feature table, e.g. ``("0 360 634", "0 500 1000")``
-    for NUS-WIDE's image and tag tables; empty means the loader's default.
-    """
+    ``divisions`` holds one column-division string per feature table, e.g. ``("0 360 634", "0 500
+    1000")`` for NUS-WIDE's image and tag tables; empty means the loader's default."""
 
     name: str = "mfeat"
     data_dir: str | None = None

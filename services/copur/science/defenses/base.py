@@ -1,8 +1,7 @@
 """The Defense interface, what a defense answers, and the one registry of defenses by name.
 
-A defense module registers itself with :func:`register`; :mod:`copur.science.defenses` imports every module of
-this package, so adding a defense is one new module with one registration.
-"""
+A defense module registers itself with :func:`register`; :mod:`copur.science.defenses` imports
+every module of this package, so adding a defense is one new module with one registration."""
 
 from __future__ import annotations
 
@@ -19,7 +18,15 @@ from copur.science.attacks.base import Verdict
 if TYPE_CHECKING:
     from copur.science.defenses.engine import Engine
 
-__all__ = ["Defense", "DefenseFactory", "DefenseOutput", "build", "check_defense", "names", "register"]
+__all__ = [
+    "Defense",
+    "DefenseFactory",
+    "DefenseOutput",
+    "build",
+    "check_defense",
+    "names",
+    "register",
+]
 
 DefenseFactory = Callable[["Engine"], "Defense"]
 F = TypeVar("F", bound=DefenseFactory)
@@ -28,8 +35,9 @@ _REGISTRY: dict[str, tuple[int, DefenseFactory]] = {}
 
 
 def register(name: str, *, rank: int) -> Callable[[F], F]:
-    """Register ``factory(engine) -> Defense`` under ``name``; ``rank`` orders :func:`names` (the order the
-    reports show). Used as a decorator on a Defense class or on a function building one."""
+    """Register ``factory(engine) -> Defense`` under ``name``; ``rank`` orders :func:`names` (the
+    order the reports show). Used as a decorator on a Defense class or on a function building
+    one."""
 
     def add(factory: F) -> F:
         if name in _REGISTRY:
@@ -60,8 +68,9 @@ def build(name: str, engine: Engine) -> Defense:
 
 @dataclass(frozen=True)
 class DefenseOutput:
-    """Per sample: probabilities (B, C), label (-1 = abstain), per-party scores and flags (B, M), and the
-    certificate when asked (``radius`` for smoothing, ``certified_parties`` for the vote)."""
+    """Per sample: probabilities (B, C), label (-1 = abstain), per-party scores and flags (B, M),
+    and the certificate when asked (``radius`` for smoothing, ``certified_parties`` for the
+    vote)."""
 
     probs: torch.Tensor
     labels: torch.Tensor
@@ -71,8 +80,9 @@ class DefenseOutput:
 
 
 class Defense(ABC):
-    """A defense: ``predict`` answers a batch; ``logits`` are what gradient attacks differentiate (exact when
-    ``differentiable``, else a documented surrogate, or a ConfigError where there is none)."""
+    """A defense: ``predict`` answers a batch; ``logits`` are what gradient attacks differentiate
+    (exact when ``differentiable``, else a documented surrogate, or a ConfigError where there is
+    none)."""
 
     name: str = ""
     differentiable: bool = False
@@ -81,7 +91,9 @@ class Defense(ABC):
         self.engine = engine
 
     @abstractmethod
-    def predict(self, h: torch.Tensor, observed: torch.Tensor, *, certify: bool = False) -> DefenseOutput:
+    def predict(
+        self, h: torch.Tensor, observed: torch.Tensor, *, certify: bool = False
+    ) -> DefenseOutput:
         """Classify a batch; unobserved blocks are ignored."""
 
     def logits(self, h: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
@@ -89,7 +101,8 @@ class Defense(ABC):
         raise ConfigError(f"defense '{self.name}' is not differentiable")
 
     def query(self, h: torch.Tensor, observed: torch.Tensor) -> Verdict:
-        """The answer as a querying attacker sees it (an attack's ``query``: labels, probabilities, flags)."""
+        """The answer as a querying attacker sees it (an attack's ``query``: labels,
+        probabilities, flags)."""
         out = self.predict(h, observed)
         return Verdict(labels=out.labels, probs=out.probs, flagged=out.flagged)
 

@@ -20,15 +20,16 @@ __all__ = ["Engine", "EngineConfig"]
 
 @dataclass(frozen=True, kw_only=True)
 class EngineConfig:
-    """How the engine runs its defenses: smoothing's noise and draws, the vote's subset size k, the purifiers'
-    configurations, the surrogate's noise draws and the seed of its generator."""
+    """How the engine runs its defenses: smoothing's noise and draws, the vote's subset size k,
+    the purifiers' configurations, the surrogate's noise draws and the seed of its generator."""
 
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     predict_samples: int = 200
     vote_k: int = 2
     robust: RobustConfig = field(default_factory=RobustConfig)
     consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
-    #: noise draws per gradient of a smoothing defense's surrogate logits (expectation over transformation)
+    # : noise draws per gradient of a smoothing defense's surrogate logits (expectation over
+    # transformation)
     eot_samples: int = 16
     seed: int = 0
 
@@ -36,9 +37,17 @@ class EngineConfig:
 class Engine:
     """A bundle's networks, calibration and generator on one device; builds defenses by name."""
 
-    def __init__(self, bundle: Bundle, *, device: torch.device | str = "cpu", config: EngineConfig | None = None):
+    def __init__(
+        self,
+        bundle: Bundle,
+        *,
+        device: torch.device | str = "cpu",
+        config: EngineConfig | None = None,
+    ):
         if bundle.calibration is None:
-            raise BundleError(f"bundle {bundle.path} has no calibration.json: run `copur calibrate {bundle.path}`")
+            raise BundleError(
+                f"bundle {bundle.path} has no calibration.json: run `copur calibrate {bundle.path}`"
+            )
         self.config = config or EngineConfig()
         self.device = torch.device(device)
         self.models = bundle.models.to(self.device)
@@ -75,10 +84,14 @@ class Engine:
             thresholds = self.calibration.thresholds
             if name not in thresholds:
                 raise BundleError(
-                    f"bundle {self._bundle.path} has no calibration for purifier '{name}' (calibrated by an older "
+                    f"bundle {self._bundle.path} has no calibration for purifier '{name}' "
+                    "(calibrated by an older "
                     f"version): run `copur calibrate {self._bundle.path}`"
                 )
-            configs: dict[str, object] = {"copur": self.config.consensus, "copur-l21": self.config.robust}
+            configs: dict[str, object] = {
+                "copur": self.config.consensus,
+                "copur-l21": self.config.robust,
+            }
             extra = {"config": configs[name]} if name in configs else {}
             self._purifiers[name] = self._make(name, thresholds[name], **extra)
         return self._purifiers[name]

@@ -21,7 +21,9 @@ class NoDefense(Defense):
         return self.engine.models.head_vfl(self.engine.mask(h, observed))
 
     @torch.no_grad()
-    def predict(self, h: torch.Tensor, observed: torch.Tensor, *, certify: bool = False) -> DefenseOutput:
+    def predict(
+        self, h: torch.Tensor, observed: torch.Tensor, *, certify: bool = False
+    ) -> DefenseOutput:
         """The stage-1 head's answer; no scores, no flags."""
         return self._plain(self.logits(h, observed), observed)
 
@@ -34,11 +36,16 @@ class AEDefense(Defense):
 
     def logits(self, h: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         """The stage-3 head's logits on D(E(masked h)) (exact, differentiable)."""
-        return self.engine.models.head_ae(self.engine.models.autoencoder(self.engine.mask(h, observed)))
+        return self.engine.models.head_ae(
+            self.engine.models.autoencoder(self.engine.mask(h, observed))
+        )
 
     @torch.no_grad()
-    def predict(self, h: torch.Tensor, observed: torch.Tensor, *, certify: bool = False) -> DefenseOutput:
-        """The stage-3 head on the projection; each party's score is its block's projection residual."""
+    def predict(
+        self, h: torch.Tensor, observed: torch.Tensor, *, certify: bool = False
+    ) -> DefenseOutput:
+        """The stage-3 head on the projection; each party's score is its block's projection
+        residual."""
         eng = self.engine
         out = eng.models.autoencoder(eng.mask(h, observed))
         scores = block_norms(out - h, eng.num_parties) / eng.block_scale * observed

@@ -1,4 +1,5 @@
-"""Purify, then classify: ``copur-ref``, ``copur-l21`` and ``copur`` (the default), one per purifier."""
+"""Purify, then classify: ``copur-ref``, ``copur-l21`` and ``copur`` (the default), one per
+purifier."""
 
 from __future__ import annotations
 
@@ -21,10 +22,14 @@ class PurifyDefense(Defense):
 
     def logits(self, h: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         """The stage-3 head's logits on the purifier's unrolled, differentiable output."""
-        return self.engine.models.head_ae(self.engine.purifier(self.name).purify(h, observed, differentiable=True).h)
+        return self.engine.models.head_ae(
+            self.engine.purifier(self.name).purify(h, observed, differentiable=True).h
+        )
 
     @torch.no_grad()
-    def predict(self, h: torch.Tensor, observed: torch.Tensor, *, certify: bool = False) -> DefenseOutput:
+    def predict(
+        self, h: torch.Tensor, observed: torch.Tensor, *, certify: bool = False
+    ) -> DefenseOutput:
         """The stage-3 head on the purified embedding, with the purifier's scores and flags."""
         p = self.engine.purifier(self.name).purify(h, observed)
         return self._plain(self.engine.models.head_ae(p.h), observed, p.scores, p.flagged)

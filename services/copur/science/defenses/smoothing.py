@@ -13,16 +13,20 @@ __all__ = ["SmoothingDefense"]
 
 
 class SmoothingDefense(Defense):
-    """Randomized smoothing of a head over (optionally purified) features: PREDICT, or CERTIFY (l2 radius)."""
+    """Randomized smoothing of a head over (optionally purified) features: PREDICT, or CERTIFY
+    (l2 radius)."""
 
     def __init__(self, engine: Engine, *, purifier: str | None) -> None:
         super().__init__(engine)
         self.purifier_name = purifier
         self.name = "rs" if purifier is None else f"{purifier}+rs"
-        self.head: FusionHead = engine.models.head_vfl if purifier is None else engine.models.head_ae
+        self.head: FusionHead = (
+            engine.models.head_vfl if purifier is None else engine.models.head_ae
+        )
 
     def logits(self, h: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-        """Surrogate (EOT): log of the mean softmax of the head over ``eot_samples`` Gaussian draws."""
+        """Surrogate (EOT): log of the mean softmax of the head over ``eot_samples`` Gaussian
+        draws."""
         eng, sigma = self.engine, self.engine.config.smoothing.sigma
         x = eng.mask(h, observed)
         if self.purifier_name is not None:
@@ -33,9 +37,11 @@ class SmoothingDefense(Defense):
         return probs.clamp_min(1e-12).log()
 
     @torch.no_grad()
-    def predict(self, h: torch.Tensor, observed: torch.Tensor, *, certify: bool = False) -> DefenseOutput:
-        """Smoothed PREDICT (abstain unless the top class beats the runner-up at level alpha); CERTIFY's label and l2
-        radius when ``certify``."""
+    def predict(
+        self, h: torch.Tensor, observed: torch.Tensor, *, certify: bool = False
+    ) -> DefenseOutput:
+        """Smoothed PREDICT (abstain unless the top class beats the runner-up at level alpha);
+        CERTIFY's label and l2 radius when ``certify``."""
         eng, cfg = self.engine, self.engine.config.smoothing
         scores, flagged = torch.zeros(observed.shape, device=h.device), torch.zeros_like(observed)
         x = eng.mask(h, observed)
@@ -52,7 +58,8 @@ class SmoothingDefense(Defense):
             generator=eng.generator,
             batch_size=cfg.batch_size,
         )
-        # PREDICT: the top class unless a binomial test cannot tell it from the runner-up at level alpha.
+        # PREDICT: the top class unless a binomial test cannot tell it from the runner-up at level
+        # alpha.
         top2 = counts.topk(2, dim=1)
         pvals = [binom_test_half(int(a), int(a + b)) for a, b in top2.values.tolist()]
         sure = torch.tensor(pvals, device=h.device) <= cfg.alpha
@@ -60,11 +67,17 @@ class SmoothingDefense(Defense):
         certificate = {}
         if certify:
             cert_labels, radius = smoothed_certify(
-                lambda v: self.head(v).argmax(dim=1), x, config=cfg, num_classes=classes, generator=eng.generator
+                lambda v: self.head(v).argmax(dim=1),
+                x,
+                config=cfg,
+                num_classes=classes,
+                generator=eng.generator,
             )
             certificate = {"label": cert_labels, "radius": radius}
         probs = counts.to(h.dtype) / eng.config.predict_samples
-        return DefenseOutput(probs=probs, labels=labels, scores=scores, flagged=flagged, certificate=certificate)
+        return DefenseOutput(
+            probs=probs, labels=labels, scores=scores, flagged=flagged, certificate=certificate
+        )
 
 
 register("rs", rank=2)(lambda engine: SmoothingDefense(engine, purifier=None))

@@ -13,8 +13,9 @@ __all__ = ["VoteDefense"]
 
 @register("vote", rank=7)
 class VoteDefense(Defense):
-    """Party-subset vote: the purifier + head on every subset S of k parties (the rest missing) votes;
-    certified against t compromised parties when the lead exceeds twice the voters they can touch."""
+    """Party-subset vote: the purifier + head on every subset S of k parties (the rest missing)
+    votes; certified against t compromised parties when the lead exceeds twice the voters they
+    can touch."""
 
     name = "vote"
 
@@ -23,24 +24,35 @@ class VoteDefense(Defense):
         subset_voters(m, k)  # refuses a k out of 1..M with a ConfigError
         return subset_masks(m, (k,), observed.device), k
 
-    def _voter_logits(self, h: torch.Tensor, member: torch.Tensor, differentiable: bool) -> torch.Tensor:
+    def _voter_logits(
+        self, h: torch.Tensor, member: torch.Tensor, differentiable: bool
+    ) -> torch.Tensor:
         """(B, V, C): voter S's head logits on the purifier's output from the parties in S only."""
         b, (v, m) = len(h), member.shape
         sees = member.unsqueeze(0).expand(b, v, m).reshape(b * v, m)
-        out = self.engine.voter_purifier().purify(h.repeat_interleave(v, dim=0), sees, differentiable=differentiable)
+        out = self.engine.voter_purifier().purify(
+            h.repeat_interleave(v, dim=0), sees, differentiable=differentiable
+        )
         return self.engine.models.head_ae(out.h).view(b, v, -1)
 
     def logits(self, h: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-        """Surrogate: log of the mean softmax of the complete voters (a differentiable count of the votes)."""
+        """Surrogate: log of the mean softmax of the complete voters (a differentiable count of
+        the votes)."""
         member, _ = self._members(observed)
         complete = (member.unsqueeze(0) <= observed.unsqueeze(1)).all(dim=2).to(h.dtype)
         probs = self._voter_logits(h, member, True).softmax(dim=2) * complete.unsqueeze(2)
-        return (probs.sum(dim=1) / complete.sum(dim=1, keepdim=True).clamp_min(1)).clamp_min(1e-12).log()
+        return (
+            (probs.sum(dim=1) / complete.sum(dim=1, keepdim=True).clamp_min(1))
+            .clamp_min(1e-12)
+            .log()
+        )
 
     @torch.no_grad()
-    def predict(self, h: torch.Tensor, observed: torch.Tensor, *, certify: bool = False) -> DefenseOutput:
-        """The vote's winner (abstain on a tie rule) and, when ``certify``, the most lying parties it is certified
-        against."""
+    def predict(
+        self, h: torch.Tensor, observed: torch.Tensor, *, certify: bool = False
+    ) -> DefenseOutput:
+        """The vote's winner (abstain on a tie rule) and, when ``certify``, the most lying
+        parties it is certified against."""
         eng = self.engine
         member, k = self._members(observed)
         m, v = observed.shape[1], len(member)
@@ -49,7 +61,9 @@ class VoteDefense(Defense):
         complete = (member.unsqueeze(0) <= observed.unsqueeze(1)).all(dim=2)
         votes = torch.where(complete, votes, torch.full_like(votes, ABSTAIN))
         counts = tally(votes, eng.manifest_classes)
-        certificate = {"certified_parties": certified_parties(counts, num_parties=m, k=k)} if certify else {}
+        certificate = (
+            {"certified_parties": certified_parties(counts, num_parties=m, k=k)} if certify else {}
+        )
         probs = counts.to(h.dtype) / v
         return DefenseOutput(
             probs=probs,

@@ -1,7 +1,7 @@
 """Purifiers by name, built from a bundle's autoencoder, calibration and consistency bank.
 
-May import: ``copur.science.models``, ``copur.errors`` and its own modules (the science: no transport, no I/O).
-"""
+May import: ``copur.science.models``, ``copur.errors`` and its own modules (the science: no
+transport, no I/O)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,9 @@ def make_purifier(
     try:
         factory = PURIFIERS[name]
     except KeyError:
-        raise ConfigError(f"unknown purifier '{name}' (known: {', '.join(sorted(PURIFIERS))})") from None
+        raise ConfigError(
+            f"unknown purifier '{name}' (known: {', '.join(sorted(PURIFIERS))})"
+        ) from None
     return factory(
         autoencoder=autoencoder,
         num_parties=num_parties,

@@ -1,4 +1,5 @@
-"""The Purifier interface: map a received embedding (with unobserved blocks) onto the clean manifold."""
+"""The Purifier interface: map a received embedding (with unobserved blocks) onto the clean
+manifold."""
 
 from __future__ import annotations
 
@@ -18,11 +19,11 @@ __all__ = ["Purified", "Purifier"]
 class Purified:
     """A purifier's answer for a batch.
 
-    ``h``: (B, M*e) purified embedding; ``scores``: (B, M) per-party anomaly scores, 0 for unobserved parties
-    (the residual ||h_hat_i - h_i|| divided by the party's typical clean block norm, unless the purifier
-    says otherwise); ``flagged``: (B, M) parties the purifier found lying: their score exceeds the threshold
-    calibrated on clean validation data (and, for purifiers that exclude blocks, the block was excluded).
-    """
+    ``h``: (B, M*e) purified embedding; ``scores``: (B, M) per-party anomaly scores, 0 for
+    unobserved parties (the residual ||h_hat_i - h_i|| divided by the party's typical clean block
+    norm, unless the purifier says otherwise); ``flagged``: (B, M) parties the purifier found
+    lying: their score exceeds the threshold calibrated on clean validation data (and, for
+    purifiers that exclude blocks, the block was excluded)."""
 
     h: torch.Tensor
     scores: torch.Tensor
@@ -30,11 +31,12 @@ class Purified:
 
 
 class Purifier(ABC):
-    """Owns a frozen autoencoder and the calibration (per-party block scale and flag threshold, and the
-    consistency bank of clean training embeddings for purifiers that use it)."""
+    """Owns a frozen autoencoder and the calibration (per-party block scale and flag threshold,
+    and the consistency bank of clean training embeddings for purifiers that use it)."""
 
     name: str = ""
-    #: the flag threshold is ``flag_factor`` x a clean quantile of the scores; None: the calibration's factor
+    # : the flag threshold is ``flag_factor`` x a clean quantile of the scores; None: the
+    # calibration's factor
     flag_factor: float | None = None
     #: whether the purifier reads the consistency bank (the bundle's ``bank.safetensors``)
     uses_bank: bool = False
@@ -66,7 +68,8 @@ class Purifier(ABC):
         return block_norms(h_hat - h, self.num_parties) / self.block_scale * observed
 
     def flags(self, scores: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-        """(B, M) bool: observed blocks whose score exceeds the calibrated threshold (none without thresholds)."""
+        """(B, M) bool: observed blocks whose score exceeds the calibrated threshold (none
+        without thresholds)."""
         if self.threshold is None:
             return torch.zeros_like(observed)
         return observed & (scores > self.threshold)
@@ -76,9 +79,12 @@ class Purifier(ABC):
         return mask_blocks(h, keep, self.emb_dim)
 
     @abstractmethod
-    def purify(self, h: torch.Tensor, observed: torch.Tensor, *, differentiable: bool = False) -> Purified:
-        """Purify a batch. ``observed`` (B, M) bool marks received, valid blocks; the rest are ignored.
+    def purify(
+        self, h: torch.Tensor, observed: torch.Tensor, *, differentiable: bool = False
+    ) -> Purified:
+        """Purify a batch. ``observed`` (B, M) bool marks received, valid blocks; the rest are
+        ignored.
 
-        With ``differentiable`` the computation is unrolled so that gradients flow from the output back
-        to ``h`` (for adaptive attacks); otherwise no autograd state is kept beyond the inner steps.
-        """
+        With ``differentiable`` the computation is unrolled so that gradients flow from the
+        output back to ``h`` (for adaptive attacks); otherwise no autograd state is kept beyond
+        the inner steps."""

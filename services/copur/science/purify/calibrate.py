@@ -21,11 +21,13 @@ def flag_thresholds(
 ) -> torch.Tensor:
     """``factor`` x the ``quantile`` of each party's normalised residual on clean data, (M,).
 
-    On data distributed like ``h_clean`` an honest block is flagged with probability <= 1 - quantile.
-    """
+    On data distributed like ``h_clean`` an honest block is flagged with probability <= 1 -
+    quantile."""
     saved, purifier.threshold = purifier.threshold, None
     try:
-        observed = torch.ones(len(h_clean), purifier.num_parties, dtype=torch.bool, device=h_clean.device)
+        observed = torch.ones(
+            len(h_clean), purifier.num_parties, dtype=torch.bool, device=h_clean.device
+        )
         scores = purifier.purify(h_clean, observed).scores
     finally:
         purifier.threshold = saved

@@ -1,9 +1,9 @@
 """Decoding in the autoencoder's code space: Adam on the block-normalised l2,1 residual, batched.
 
-min_z sum_{i kept} w_i ||D(z)_i - h_i|| / s_i from one or several starts z = E(h with only the kept blocks
-visible), every sample and every start of a batch in one tensor; the start with the lowest residual wins.
-Shared by the purifiers that decode (``copur`` and ``copur-l21``). Pure computation, no I/O.
-"""
+min_z sum_{i kept} w_i ||D(z)_i - h_i|| / s_i from one or several starts z = E(h with only the
+kept blocks visible), every sample and every start of a batch in one tensor; the start with the
+lowest residual wins. Shared by the purifiers that decode (``copur`` and ``copur-l21``). Pure
+computation, no I/O."""
 
 from __future__ import annotations
 
@@ -32,11 +32,10 @@ def adam_descent(
 ) -> torch.Tensor:
     """Minimise ``loss_fn`` (one loss per row) from ``z`` with Adam, every row independently.
 
-    Adam is coordinate-wise, so a batch of rows is the same as running each row alone. Gradients are
-    taken with respect to ``z`` only; with ``differentiable`` the steps stay in the graph (unrolled).
-    Without it, ``grad_fn`` (the analytic gradient of ``loss_fn(z).sum()``), when given, replaces
-    autograd and the moments are updated in place.
-    """
+    Adam is coordinate-wise, so a batch of rows is the same as running each row alone. Gradients
+    are taken with respect to ``z`` only; with ``differentiable`` the steps stay in the graph
+    (unrolled). Without it, ``grad_fn`` (the analytic gradient of ``loss_fn(z).sum()``), when
+    given, replaces autograd and the moments are updated in place."""
     b1, b2, eps = 0.9, 0.999, 1e-8
     if grad_fn is not None and not differentiable:
         with torch.no_grad():
@@ -66,11 +65,13 @@ def adam_descent(
 class CodeDecoder:
     """A frozen AE's decoder fitted to the kept blocks of h, with its cost accounting.
 
-    ``cost`` counts the rows through the encoder forward and the decoder forward and input-gradient backward
-    since the last :meth:`reset` (what the purifier benchmark turns into FLOPs).
-    """
+    ``cost`` counts the rows through the encoder forward and the decoder forward and
+    input-gradient backward since the last :meth:`reset` (what the purifier benchmark turns into
+    FLOPs)."""
 
-    def __init__(self, *, autoencoder: AutoEncoder, num_parties: int, block_scale: torch.Tensor) -> None:
+    def __init__(
+        self, *, autoencoder: AutoEncoder, num_parties: int, block_scale: torch.Tensor
+    ) -> None:
         self.ae = autoencoder
         self.num_parties = num_parties
         self.emb_dim = autoencoder.width // num_parties
@@ -104,12 +105,12 @@ class CodeDecoder:
         analytic_grad: bool = True,
         extra: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The best z per sample: starts E(h with only ``keeps`` (B, S, M) visible) (+ ``extra`` (B, D_z)), each
-        refined with ``steps`` Adam steps on the l2,1 residual weighted by ``weight`` (B, M); lowest wins.
+        """The best z per sample: starts E(h with only ``keeps`` (B, S, M) visible) (+ ``extra``
+        (B, D_z)), each refined with ``steps`` Adam steps on the l2,1 residual weighted by
+        ``weight`` (B, M); lowest wins.
 
-        ``keeps`` and ``weight`` may be float (soft masks in a differentiable pass); the start choice is
-        discrete and is held fixed for the gradient.
-        """
+        ``keeps`` and ``weight`` may be float (soft masks in a differentiable pass); the start
+        choice is discrete and is held fixed for the gradient."""
         b, s, _ = keeps.shape
         z0 = self.ae.encode(mask_blocks(h.unsqueeze(1), keeps, self.emb_dim)).reshape(b * s, -1)
         starts = s
@@ -134,7 +135,12 @@ class CodeDecoder:
                 return decoder.backward(block_grad(out - hr, coef, m, e), pre)
 
         z = adam_descent(
-            z0, lambda zz: self.l21(zz, hr, wr), steps=steps, lr=lr, differentiable=differentiable, grad_fn=grad_fn
+            z0,
+            lambda zz: self.l21(zz, hr, wr),
+            steps=steps,
+            lr=lr,
+            differentiable=differentiable,
+            grad_fn=grad_fn,
         )
         if starts == 1:
             return z

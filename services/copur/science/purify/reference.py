@@ -1,10 +1,10 @@
-"""``copur-ref``: the public CoPur purification, exactly as docs/ARCHITECTURE.md ("Purifiers") states it, batched.
+"""``copur-ref``: the public CoPur purification, exactly as docs/ARCHITECTURE.md ("Purifiers")
+states it, batched.
 
-Step 1: L <- AE(h); up to K1 times: loss = sum_{i in O} rms(AE(L)_i - h_i); L <- L - lr1 * grad, a sample
-stopping as soon as its gradient norm falls below ``stop_grad`` (per-sample convergence).
-Step 2: L2 <- AE(L); K2 times: loss = tau * sum_i rms(AE(L2)_i - L2_i) + sum_{i in O} rms(h_i - L2_i);
-L2 <- L2 - lr2 * grad. Output AE(L2). rms(v) = ||v||_2 / sqrt(len v).
-"""
+Step 1: L <- AE(h); up to K1 times: loss = sum_{i in O} rms(AE(L)_i - h_i); L <- L - lr1 * grad,
+a sample stopping as soon as its gradient norm falls below ``stop_grad`` (per-sample
+convergence). Step 2: L2 <- AE(L); K2 times: loss = tau * sum_i rms(AE(L2)_i - L2_i) + sum_{i in
+O} rms(h_i - L2_i); L2 <- L2 - lr2 * grad. Output AE(L2). rms(v) = ||v||_2 / sqrt(len v)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ __all__ = ["ReferenceConfig", "ReferencePurifier"]
 
 @dataclass(frozen=True, kw_only=True)
 class ReferenceConfig:
-    """The published algorithm's constants: K1 steps at rate ``lr1`` stopping under gradient norm ``stop_grad``, then K2
-    steps at rate ``lr2`` with weight ``tau``."""
+    """The published algorithm's constants: K1 steps at rate ``lr1`` stopping under gradient norm
+    ``stop_grad``, then K2 steps at rate ``lr2`` with weight ``tau``."""
 
     k1: int = 100
     lr1: float = 0.1
@@ -30,12 +30,14 @@ class ReferenceConfig:
     k2: int = 3
     lr2: float = 0.001
     tau: float = 1000.0
-    #: False: take each step's gradient with autograd, as the public code does (slower; for comparison)
+    # : False: take each step's gradient with autograd, as the public code does (slower; for
+    # comparison)
     analytic_grad: bool = True
 
 
 class ReferencePurifier(Purifier):
-    """``copur-ref``: the public CoPur purification, for comparison (it is pulled toward a corrupted block)."""
+    """``copur-ref``: the public CoPur purification, for comparison (it is pulled toward a
+    corrupted block)."""
 
     name = "copur-ref"
 
@@ -43,7 +45,8 @@ class ReferencePurifier(Purifier):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.config = config or ReferenceConfig()
         self._mlp = MLPCache()
-        #: the work of the last ``purify`` call (rows through the AE forward / input-gradient backward)
+        # : the work of the last ``purify`` call (rows through the AE forward / input-gradient
+        # backward)
         self.last_cost: dict[str, int] = {}
 
     def _rms(self, v: torch.Tensor) -> torch.Tensor:
@@ -52,9 +55,11 @@ class ReferencePurifier(Purifier):
     def _grad(self, loss: torch.Tensor, x: torch.Tensor, differentiable: bool) -> torch.Tensor:
         return torch.autograd.grad(loss.sum(), x, create_graph=differentiable)[0]
 
-    def purify(self, h: torch.Tensor, observed: torch.Tensor, *, differentiable: bool = False) -> Purified:
-        """Steps 1 and 2 of the published algorithm on every sample of the batch at once; scores are the normalised
-        block residuals of the output."""
+    def purify(
+        self, h: torch.Tensor, observed: torch.Tensor, *, differentiable: bool = False
+    ) -> Purified:
+        """Steps 1 and 2 of the published algorithm on every sample of the batch at once; scores
+        are the normalised block residuals of the output."""
         if differentiable:
             out = self._purify_autograd(h, observed, differentiable=True)
         elif not self.config.analytic_grad:
@@ -66,11 +71,18 @@ class ReferencePurifier(Purifier):
         scores = self.scores(out, h, observed).detach()
         return Purified(h=out, scores=scores, flagged=self.flags(scores, observed))
 
-    def _purify_autograd(self, h: torch.Tensor, observed: torch.Tensor, *, differentiable: bool) -> torch.Tensor:
+    def _purify_autograd(
+        self, h: torch.Tensor, observed: torch.Tensor, *, differentiable: bool
+    ) -> torch.Tensor:
         """Both steps with torch.autograd (unrolled into the graph when ``differentiable``)."""
         cfg, obs = self.config, observed.to(h.dtype)
         b = len(h)
-        cost = {"ae_fwd_rows": 0, "ae_bwd_rows": 0, "step1_iterations": 0, "step1_row_iterations": 0}
+        cost = {
+            "ae_fwd_rows": 0,
+            "ae_bwd_rows": 0,
+            "step1_iterations": 0,
+            "step1_row_iterations": 0,
+        }
         with torch.enable_grad():
             # Step 1: gradient descent on the observed blocks' rms residuals, per-sample early stop.
             big_l = self.ae(self.masked_input(h, observed))
@@ -96,7 +108,9 @@ class ReferencePurifier(Purifier):
             l2 = self.ae(big_l)
             for _ in range(cfg.k2):
                 cur = l2 if differentiable else l2.detach().requires_grad_(True)
-                loss = cfg.tau * self._rms(self.ae(cur) - cur).sum(dim=1) + (self._rms(h - cur) * obs).sum(dim=1)
+                loss = cfg.tau * self._rms(self.ae(cur) - cur).sum(dim=1) + (
+                    self._rms(h - cur) * obs
+                ).sum(dim=1)
                 l2 = cur - cfg.lr2 * self._grad(loss, cur, differentiable)
             out = self.ae(l2) if differentiable else self.ae(l2.detach()).detach()
         self._record(cost, b)
@@ -109,16 +123,26 @@ class ReferencePurifier(Purifier):
         self.last_cost = cost
 
     def _purify_fast(self, h: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-        """Both steps with the AE's analytic input gradient (no autograd); the autograd path's iterates."""
+        """Both steps with the AE's analytic input gradient (no autograd); the autograd path's
+        iterates."""
         cfg, mlp = self.config, self._mlp.get(self.ae.encoder, self.ae.decoder)
         b, m, e = len(h), self.num_parties, self.emb_dim
-        cost = {"ae_fwd_rows": 0, "ae_bwd_rows": 0, "step1_iterations": 0, "step1_row_iterations": 0}
+        cost = {
+            "ae_fwd_rows": 0,
+            "ae_bwd_rows": 0,
+            "step1_iterations": 0,
+            "step1_row_iterations": 0,
+        }
         coef = observed.to(h.dtype) / e**0.5  # d rms(v) / dv = v / (sqrt(e) * ||v||)
         big_l = self.ae(self.masked_input(h, observed))
-        # Step 1 in the first layer's pre-activation a1 = W1 L + b1: L - lr W1^T d <=> a1 - lr d W1 W1^T,
+        # Step 1 in the first layer's pre-activation a1 = W1 L + b1: L - lr W1^T d <=> a1 - lr d W1
+        # W1^T,
         # which saves a matmul per step; L = L0 - lr W1^T (sum of the d) is rebuilt once at the end.
         # Only the active rows are carried, compacted whenever some of them stop.
-        a1, acc = mlp.first(big_l), torch.zeros(b, mlp.gram.shape[0], dtype=h.dtype, device=h.device)
+        a1, acc = (
+            mlp.first(big_l),
+            torch.zeros(b, mlp.gram.shape[0], dtype=h.dtype, device=h.device),
+        )
         acc_all, idx, target, weight = acc, None, h, coef
         for _ in range(cfg.k1):
             cost["step1_iterations"] += 1
@@ -142,7 +166,8 @@ class ReferencePurifier(Purifier):
         elif len(idx):
             acc_all[idx] = acc
         big_l = big_l - cfg.lr1 * (acc_all @ mlp.weights[0])
-        # Step 2: grad = J^T g_r - g_r - g_h with r = AE(L2) - L2 (all blocks, weight tau), g_h on h - L2.
+        # Step 2: grad = J^T g_r - g_r - g_h with r = AE(L2) - L2 (all blocks, weight tau), g_h on h
+        # - L2.
         l2 = self.ae(big_l)
         tau_coef = torch.full((1, m), cfg.tau / e**0.5, dtype=h.dtype, device=h.device)
         for _ in range(cfg.k2):

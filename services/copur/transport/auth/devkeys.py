@@ -1,12 +1,12 @@
-"""Creating keys: ``copur keys init`` (a keys file plus development keys beside it) and ``copur keys add``;
-and where the development keys of a keys file are, for the commands that start a cluster and call it.
+"""Creating keys: ``copur keys init`` (a keys file plus development keys beside it) and ``copur
+keys add``; and where the development keys of a keys file are, for the commands that start a
+cluster and call it.
 
 Layout of ``copur keys init DIR``::
 
     DIR/api-keys.json        hashes, names, scopes (mode 0644)
     DIR/keys/predict.key     a raw key with scope predict (mode 0600)
-    DIR/keys/admin.key       a raw key with scope admin (mode 0600)
-"""
+    DIR/keys/admin.key       a raw key with scope admin (mode 0600)"""
 
 from __future__ import annotations
 
@@ -42,12 +42,14 @@ class InitResult:
 
 
 def dev_key_path(keys_file: str | Path, scope: Scope) -> Path:
-    """``<dir of keys_file>/keys/<scope>.key``: where ``copur keys init`` puts the development key."""
+    """``<dir of keys_file>/keys/<scope>.key``: where ``copur keys init`` puts the development
+    key."""
     return Path(keys_file).parent / DEV_KEYS_DIR / f"{scope}.key"
 
 
 def dev_key(keys_file: str | Path, scope: Scope) -> str | None:
-    """The development key of ``scope`` beside ``keys_file``, or None when there is none (or it is empty)."""
+    """The development key of ``scope`` beside ``keys_file``, or None when there is none (or it
+    is empty)."""
     path = dev_key_path(keys_file, scope)
     try:
         key = path.read_text(encoding="utf-8").strip()
@@ -66,8 +68,9 @@ def _write_secret(path: Path, text: str) -> None:
 
 
 def init_keys(directory: str | Path, *, force: bool = False) -> InitResult:
-    """Write ``directory``/api-keys.json with one fresh key per scope and those keys to ``keys/*.key``.
-    Refuses (ConfigError naming the file) to overwrite any of them unless ``force``."""
+    """Write ``directory``/api-keys.json with one fresh key per scope and those keys to
+    ``keys/*.key``. Refuses (ConfigError naming the file) to overwrite any of them unless
+    ``force``."""
     root = Path(directory)
     keys_file = root / KEYS_FILE_NAME
     key_files = {scope: dev_key_path(keys_file, scope) for scope in SCOPES}
@@ -75,7 +78,9 @@ def init_keys(directory: str | Path, *, force: bool = False) -> InitResult:
     if existing and not force:
         raise ConfigError(f"{existing[0]} already exists (use --force to replace the keys)")
     raw = {scope: new_key() for scope in SCOPES}
-    entries = [KeyEntry(name=scope, sha256=hash_key(raw[scope]), scopes=(scope,)) for scope in SCOPES]
+    entries = [
+        KeyEntry(name=scope, sha256=hash_key(raw[scope]), scopes=(scope,)) for scope in SCOPES
+    ]
     for scope, path in key_files.items():
         _write_secret(path, raw[scope])
     write_keys_file(keys_file, entries)
@@ -83,8 +88,9 @@ def init_keys(directory: str | Path, *, force: bool = False) -> InitResult:
 
 
 def add_key(keys_file: str | Path, name: str, scope: Scope, rate_per_s: float | None = None) -> str:
-    """Append a fresh key named ``name`` to ``keys_file`` (created when missing) and return the raw key,
-    which is stored nowhere: the caller shows it once. ConfigError when the name is taken."""
+    """Append a fresh key named ``name`` to ``keys_file`` (created when missing) and return the
+    raw key, which is stored nowhere: the caller shows it once. ConfigError when the name is
+    taken."""
     file = Path(keys_file)
     entries = list(load_keys_file(file).keys) if file.exists() else []
     if any(e.name == name for e in entries):

@@ -1,5 +1,6 @@
-"""What the auth core raises. Each error carries the HTTP headers its answer must have; the status codes
-(401, 403, 429 and their gRPC counterparts) are assigned in one place, :mod:`copur.transport.grpcutil`."""
+"""What the auth core raises. Each error carries the HTTP headers its answer must have; the
+status codes (401, 403, 429 and their gRPC counterparts) are assigned in one place,
+:mod:`copur.transport.grpcutil`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ __all__ = ["AuthError", "PermissionDenied", "RateLimited", "Unauthenticated"]
 
 
 class AuthError(CopurError):
-    """A request refused by authentication, authorisation or rate limiting (never the caller's input)."""
+    """A request refused by authentication, authorisation or rate limiting (never the caller's
+    input)."""
 
     @property
     def headers(self) -> Mapping[str, str]:
@@ -21,7 +23,8 @@ class AuthError(CopurError):
 
 
 class Unauthenticated(AuthError):
-    """No API key, a malformed ``Authorization`` header, or a key that matches no entry (HTTP 401)."""
+    """No API key, a malformed ``Authorization`` header, or a key that matches no entry (HTTP
+    401)."""
 
     @property
     def headers(self) -> Mapping[str, str]:
@@ -34,7 +37,8 @@ class PermissionDenied(AuthError):
 
 
 class RateLimited(AuthError):
-    """A valid key over its request rate (HTTP 429); ``retry_after_s`` is when a token is available again."""
+    """A valid key over its request rate (HTTP 429); ``retry_after_s`` is when a token is
+    available again."""
 
     def __init__(self, message: str, retry_after_s: float) -> None:
         super().__init__(message)

@@ -1,6 +1,7 @@
-"""gRPC glue of the auth core: a server interceptor that demands ``authorization: Bearer <key>`` metadata on
-every method except health and reflection (UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED with
-``retry-after`` trailing metadata). Methods not in ``scopes`` need ``admin``: new methods are closed."""
+"""gRPC glue of the auth core: a server interceptor that demands ``authorization: Bearer <key>``
+metadata on every method except health and reflection (UNAUTHENTICATED, PERMISSION_DENIED,
+RESOURCE_EXHAUSTED with ``retry-after`` trailing metadata). Methods not in ``scopes`` need
+``admin``: new methods are closed."""
 
 from __future__ import annotations
 
@@ -47,8 +48,9 @@ def _refusal(handler: grpc.RpcMethodHandler, exc: AuthError) -> grpc.RpcMethodHa
 
 
 class BearerInterceptor(grpc.aio.ServerInterceptor):
-    """Checks every call's ``authorization`` metadata with ``auth`` for the scope ``scopes`` maps its full
-    method name to (``admin`` when unmapped); health and reflection stay open (probes carry no key)."""
+    """Checks every call's ``authorization`` metadata with ``auth`` for the scope ``scopes`` maps
+    its full method name to (``admin`` when unmapped); health and reflection stay open (probes
+    carry no key)."""
 
     def __init__(self, auth: Authenticator, scopes: Mapping[str, Scope]) -> None:
         self.auth = auth
@@ -66,7 +68,9 @@ class BearerInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or method.startswith(OPEN_PREFIXES):
             return handler
         try:
-            self.auth.authorize(_metadata(handler_call_details, "authorization"), self.scopes.get(method, "admin"))
+            self.auth.authorize(
+                _metadata(handler_call_details, "authorization"), self.scopes.get(method, "admin")
+            )
         except AuthError as exc:
             return _refusal(handler, exc)
         return handler

@@ -1,10 +1,11 @@
-"""The API keys file: for each key its name, the SHA-256 hex of the key (never the key itself), its scopes
-and an optional request rate. JSON, e.g.::
+"""The API keys file: for each key its name, the SHA-256 hex of the key (never the key itself),
+its scopes and an optional request rate. JSON, e.g.::
 
-    {"version": 1, "keys": [{"name": "predict", "sha256": "9f86...", "scopes": ["predict"], "rate_per_s": 50}]}
+    {"version": 1, "keys": [{"name": "predict", "sha256": "9f86...", "scopes": ["predict"],
+    "rate_per_s": 50}]}
 
-Scopes: ``predict`` (``POST /v1/predict``, gRPC ``Predict``) and ``admin`` (everything, ``predict`` included).
-"""
+Scopes: ``predict`` (``POST /v1/predict``, gRPC ``Predict``) and ``admin`` (everything,
+``predict`` included)."""
 
 from __future__ import annotations
 
@@ -84,7 +85,8 @@ def new_key() -> str:
 
 
 def parse_keys(text: str, source: str) -> KeysFile:
-    """Parse and validate a keys document; ConfigError (one line naming ``source``) when malformed."""
+    """Parse and validate a keys document; ConfigError (one line naming ``source``) when
+    malformed."""
     try:
         raw = json.loads(text)
     except ValueError as exc:
@@ -99,10 +101,13 @@ def parse_keys(text: str, source: str) -> KeysFile:
 
 
 def load_keys_file(path: str | Path) -> KeysFile:
-    """Read and validate the keys file at ``path``; ConfigError (one line naming it) when missing or bad."""
+    """Read and validate the keys file at ``path``; ConfigError (one line naming it) when missing
+    or bad."""
     file = Path(path)
     if not file.is_file():
-        raise ConfigError(f"API keys file {file} does not exist (create one with `copur keys init DIR`)")
+        raise ConfigError(
+            f"API keys file {file} does not exist (create one with `copur keys init DIR`)"
+        )
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -111,8 +116,9 @@ def load_keys_file(path: str | Path) -> KeysFile:
 
 
 def write_keys_file(path: str | Path, entries: Sequence[KeyEntry]) -> None:
-    """Write ``entries`` to ``path`` atomically (a temporary file renamed over it), mode 0644: the file holds
-    hashes only, and the serving processes (another uid in a container) must read it."""
+    """Write ``entries`` to ``path`` atomically (a temporary file renamed over it), mode 0644:
+    the file holds hashes only, and the serving processes (another uid in a container) must
+    read it."""
     file = Path(path)
     document = KeysFile(keys=list(entries))
     text = json.dumps(document.model_dump(mode="json"), indent=2) + "\n"

@@ -10,10 +10,13 @@ __all__ = ["TokenBucket"]
 
 
 class TokenBucket:
-    """Starts full. :meth:`take` spends one token when there is one and answers 0.0, else answers the seconds
-    until the next token without spending anything (a refused request costs the caller nothing)."""
+    """Starts full. :meth:`take` spends one token when there is one and answers 0.0, else answers
+    the seconds until the next token without spending anything (a refused request costs the
+    caller nothing)."""
 
-    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError(f"rate must be > 0 and burst >= 1, got rate {rate}, burst {burst}")
         self.rate, self.burst = float(rate), float(burst)

@@ -1,11 +1,11 @@
-"""A development certificate authority and one key pair per service of a topology (``copur certs init``).
+"""A development certificate authority and one key pair per service of a topology (``copur certs
+init``).
 
-Pure generation (:func:`make_ca`, :func:`issue`) and writing (:func:`write_certs`): EC P-256 keys, X.509 v3
-certificates whose SANs hold the service name, ``localhost``, ``127.0.0.1``, ``::1`` and any extra host,
-usable for both TLS server and client authentication (every role that dials also serves, and health probes
-present the probed service's own certificate). Private keys are written 0600; the CA certificate is written
-last, so its presence means a complete set.
-"""
+Pure generation (:func:`make_ca`, :func:`issue`) and writing (:func:`write_certs`): EC P-256
+keys, X.509 v3 certificates whose SANs hold the service name, ``localhost``, ``127.0.0.1``,
+``::1`` and any extra host, usable for both TLS server and client authentication (every role that
+dials also serves, and health probes present the probed service's own certificate). Private keys
+are written 0600; the CA certificate is written last, so its presence means a complete set."""
 
 from __future__ import annotations
 
@@ -53,7 +53,9 @@ class KeyPair:
         """The private key, PKCS#8 PEM, unencrypted (:func:`write_certs` writes it owner-only,
         0600)."""
         return self.key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
         )
 
     def cert_pem(self) -> bytes:
@@ -62,8 +64,8 @@ class KeyPair:
 
 
 def service_names(topologies: Iterable[Topology]) -> list[str]:
-    """Every identity the topologies need, once, in a stable order: ``party-<i>``, ``adversary-<i>``,
-    ``fusion`` and ``client``."""
+    """Every identity the topologies need, once, in a stable order: ``party-<i>``,
+    ``adversary-<i>``, ``fusion`` and ``client``."""
     parties: set[int] = set()
     adversaries: set[int] = set()
     for t in topologies:
@@ -76,7 +78,10 @@ def service_names(topologies: Iterable[Topology]) -> list[str]:
 
 def _name(common_name: str) -> x509.Name:
     return x509.Name(
-        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "copur"), x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "copur"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
     )
 
 
@@ -133,7 +138,8 @@ def _san(hosts: Iterable[str]) -> x509.SubjectAlternativeName:
 
 
 def issue(ca: KeyPair, name: str, *, hosts: Sequence[str] = (), days: int = 365) -> KeyPair:
-    """A key pair for service ``name`` signed by ``ca``; SANs: ``name``, localhost, 127.0.0.1, ::1, ``hosts``."""
+    """A key pair for service ``name`` signed by ``ca``; SANs: ``name``, localhost, 127.0.0.1,
+    ::1, ``hosts``."""
     key = ec.generate_private_key(ec.SECP256R1())
     start, end = _validity(days)
     public = key.public_key()
@@ -148,18 +154,24 @@ def issue(ca: KeyPair, name: str, *, hosts: Sequence[str] = (), days: int = 365)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(ca=False), critical=True)
         .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
         )
         .add_extension(_san([name, *BASE_HOSTS, *hosts]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
+        )
         .sign(ca.key, hashes.SHA256())
     )
     return KeyPair(key=key, cert=cert)
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` with permissions ``mode`` from the first byte (also when replacing a file)."""
+    """Write ``data`` to ``path`` with permissions ``mode`` from the first byte (also when
+    replacing a file)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.fchmod(fd, mode)
@@ -169,17 +181,24 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 
 
 def write_certs(
-    directory: str | Path, names: Sequence[str], *, hosts: Sequence[str] = (), days: int = 365, force: bool = False
+    directory: str | Path,
+    names: Sequence[str],
+    *,
+    hosts: Sequence[str] = (),
+    days: int = 365,
+    force: bool = False,
 ) -> list[Path]:
-    """Create a CA and one key pair per name in ``directory``; return the files written, CA certificate last.
+    """Create a CA and one key pair per name in ``directory``; return the files written, CA
+    certificate last.
 
-    Refuses (ConfigError) to replace an existing CA (``ca.pem``) unless ``force``: certificates already handed
-    out would stop being trusted. A set without ``ca.pem`` (an interrupted run) is simply redone. Keys are
-    0600, certificates 0644.
-    """
+    Refuses (ConfigError) to replace an existing CA (``ca.pem``) unless ``force``: certificates
+    already handed out would stop being trusted. A set without ``ca.pem`` (an interrupted run) is
+    simply redone. Keys are 0600, certificates 0644."""
     out = Path(directory)
     if (out / CA_CERT).exists() and not force:
-        raise ConfigError(f"{out / CA_CERT} already exists: pass --force to replace the CA and every certificate")
+        raise ConfigError(
+            f"{out / CA_CERT} already exists: pass --force to replace the CA and every certificate"
+        )
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -1,10 +1,10 @@
-"""gRPC credentials from ``copur certs init`` output: servers that demand a client certificate signed by the
-cluster's CA, channels that present one and verify the server's.
+"""gRPC credentials from ``copur certs init`` output: servers that demand a client certificate
+signed by the cluster's CA, channels that present one and verify the server's.
 
-A :class:`TlsIdentity` is one service's material (the CA to trust, its certificate and key). ``None`` in its
-place means plaintext, which only the topology (``tls.mode: plaintext``, loopback only) or an explicit
-``--tls-mode plaintext`` on a loopback address asks for; in-process tests pass None.
-"""
+A :class:`TlsIdentity` is one service's material (the CA to trust, its certificate and key).
+``None`` in its place means plaintext, which only the topology (``tls.mode: plaintext``, loopback
+only) or an explicit ``--tls-mode plaintext`` on a loopback address asks for; in-process tests
+pass None."""
 
 from __future__ import annotations
 
@@ -63,8 +63,11 @@ class TlsIdentity:
         return f"TlsIdentity(name={self.name!r})"
 
     def server_credentials(self) -> grpc.ServerCredentials:
-        """Serve with this certificate; refuse every client that does not present one signed by the CA."""
-        return grpc.ssl_server_credentials([(self.key, self.cert)], root_certificates=self.ca, require_client_auth=True)
+        """Serve with this certificate; refuse every client that does not present one signed by
+        the CA."""
+        return grpc.ssl_server_credentials(
+            [(self.key, self.cert)], root_certificates=self.ca, require_client_auth=True
+        )
 
     def channel_credentials(self) -> grpc.ChannelCredentials:
         """Dial presenting this certificate; trust only servers whose certificate the CA signed."""
@@ -78,8 +81,8 @@ def _missing(path: Path, directory: Path) -> ConfigError:
 
 
 def load_identity(directory: str | Path, name: str) -> TlsIdentity:
-    """Read ``DIR/ca.pem``, ``DIR/<name>.pem`` and ``DIR/<name>-key.pem``; a missing or unreadable file is
-    a one-line ConfigError naming it and saying how to create it."""
+    """Read ``DIR/ca.pem``, ``DIR/<name>.pem`` and ``DIR/<name>-key.pem``; a missing or
+    unreadable file is a one-line ConfigError naming it and saying how to create it."""
     folder = Path(directory)
     paths = (folder / CA_CERT, cert_file(folder, name), key_file(folder, name))
     contents = []
@@ -94,27 +97,32 @@ def load_identity(directory: str | Path, name: str) -> TlsIdentity:
 
 
 def identity_for(topology: Topology, name: str) -> TlsIdentity | None:
-    """Service ``name``'s identity under the topology's ``tls`` section; None when it says plaintext."""
+    """Service ``name``'s identity under the topology's ``tls`` section; None when it says
+    plaintext."""
     if topology.tls.mode == "plaintext":
         return None
     return load_identity(topology.tls.dir, name)
 
 
 def require_identities(topology: Topology, names: Sequence[str]) -> dict[str, TlsIdentity]:
-    """Every named identity (nothing under plaintext): fails on the first missing file, before anything
-    starts."""
+    """Every named identity (nothing under plaintext): fails on the first missing file, before
+    anything starts."""
     if topology.tls.mode == "plaintext":
         return {}
     return {name: load_identity(topology.tls.dir, name) for name in names}
 
 
-def process_identity(mode: str, directory: str | Path, name: str | None, host: str) -> TlsIdentity | None:
-    """What a role's ``--tls-mode`` / ``--tls-dir`` flags ask for: ``name``'s identity under ``mtls``; None
-    under ``plaintext``, which is refused unless ``host`` (the bind address) is loopback; any other mode is
-    a ConfigError."""
+def process_identity(
+    mode: str, directory: str | Path, name: str | None, host: str
+) -> TlsIdentity | None:
+    """What a role's ``--tls-mode`` / ``--tls-dir`` flags ask for: ``name``'s identity under
+    ``mtls``; None under ``plaintext``, which is refused unless ``host`` (the bind address) is
+    loopback; any other mode is a ConfigError."""
     if mode == "plaintext":
         if not is_loopback(host):
-            raise ConfigError(f"--tls-mode plaintext on {host}: plaintext gRPC is for loopback addresses only")
+            raise ConfigError(
+                f"--tls-mode plaintext on {host}: plaintext gRPC is for loopback addresses only"
+            )
         return None
     if mode != "mtls":
         raise ConfigError(f"--tls-mode must be mtls or plaintext, not {mode!r}")
@@ -124,7 +132,8 @@ def process_identity(mode: str, directory: str | Path, name: str | None, host: s
 
 
 def add_port(server: grpc.Server | grpc.aio.Server, address: str, tls: TlsIdentity | None) -> int:
-    """Bind ``address`` with mTLS (``tls``) or plaintext (None); the bound port, 0 when it cannot bind."""
+    """Bind ``address`` with mTLS (``tls``) or plaintext (None); the bound port, 0 when it cannot
+    bind."""
     try:
         if tls is None:
             return server.add_insecure_port(address)
@@ -133,13 +142,21 @@ def add_port(server: grpc.Server | grpc.aio.Server, address: str, tls: TlsIdenti
         return 0
 
 
-def _options(options: ChannelOptions, server_name: str | None, tls: TlsIdentity | None) -> list[tuple[str, int | str]]:
-    extra = [("grpc.ssl_target_name_override", server_name)] if tls is not None and server_name else []
+def _options(
+    options: ChannelOptions, server_name: str | None, tls: TlsIdentity | None
+) -> list[tuple[str, int | str]]:
+    extra = (
+        [("grpc.ssl_target_name_override", server_name)] if tls is not None and server_name else []
+    )
     return [*options, *extra]
 
 
 def channel(
-    target: str, tls: TlsIdentity | None, *, server_name: str | None = None, options: ChannelOptions = ()
+    target: str,
+    tls: TlsIdentity | None,
+    *,
+    server_name: str | None = None,
+    options: ChannelOptions = (),
 ) -> grpc.Channel:
     """A blocking channel to ``target``: mTLS with ``tls`` (the server's certificate must name
     ``server_name`` when given, else the target's host), plaintext with None."""
@@ -150,7 +167,11 @@ def channel(
 
 
 def aio_channel(
-    target: str, tls: TlsIdentity | None, *, server_name: str | None = None, options: ChannelOptions = ()
+    target: str,
+    tls: TlsIdentity | None,
+    *,
+    server_name: str | None = None,
+    options: ChannelOptions = (),
 ) -> grpc.aio.Channel:
     """As :func:`channel`, for asyncio."""
     opts = _options(options, server_name, tls)
