@@ -111,7 +111,7 @@ def adversary(
     def run() -> None:
         from pydantic import ValidationError
 
-        from copur.roles.adversary import Policy, serve_adversary
+        from copur.roles.adversary import AdversaryApp, Policy, serve_adversary
         from copur.roles.adversary.policy import policy_error
         from copur.transport.auth.guard import load_authenticator
         from copur.transport.tls.credentials import process_identity
@@ -130,7 +130,7 @@ def adversary(
         except ValidationError as exc:
             raise ConfigError(f"--policy: {policy_error(exc.errors())}") from None
         setup_logging()
-        serve_adversary(
+        app = AdversaryApp(
             upstream=upstream,
             bundle=bundle,
             party=party,
@@ -142,6 +142,7 @@ def adversary(
             auth=load_authenticator(auth_mode, api_keys_file),
             data_dir=data_dir,
         )
+        serve_adversary(app)
 
     _guard(run)
 

@@ -223,33 +223,7 @@ class AdversaryApp:
         return self._core.readiness()
 
 
-def serve_adversary(
-    *,
-    upstream: str,
-    bundle: str | Path,
-    party: int | None = None,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    control_port: int = 0,
-    policy: Policy | None = None,
-    upstream_timeout_s: float = 5.0,
-    tls: TlsIdentity | None = None,
-    auth: Authenticator | None = None,
-    data_dir: str | None = None,
-) -> None:
-    """``copur adversary``: run an :class:`AdversaryApp` until SIGTERM or SIGINT (taken when called
-    from the main thread; a signal while it starts stops it once up), then stop it gracefully."""
-    app = AdversaryApp(
-        upstream=upstream,
-        bundle=bundle,
-        party=party,
-        host=host,
-        port=port,
-        control_port=control_port,
-        policy=policy,
-        upstream_timeout_s=upstream_timeout_s,
-        tls=tls,
-        auth=auth,
-        data_dir=data_dir,
-    )
+def serve_adversary(app: AdversaryApp) -> None:
+    """``copur adversary``: run ``app`` until SIGTERM or SIGINT (taken when called from the main
+    thread; a signal while it starts stops it once up), then stop it gracefully."""
     run_until_signal(app)
