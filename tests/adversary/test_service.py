@@ -257,10 +257,11 @@ def test_stop_ends_wait_and_closes_the_ports(upstream: str, mfeat_bundle_dir: Pa
 def test_serve_adversary_stops_on_sigterm(upstream: str, mfeat_bundle_dir: Path) -> None:
     control_port = _free_port()
     seen: list[int] = []
+    returned = threading.Event()  # serve_adversary failed early: send no signal to the test run
 
     def _terminate_when_up() -> None:
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not returned.is_set():
             try:
                 seen.append(
                     httpx.get(f"http://127.0.0.1:{control_port}/healthz", timeout=1).status_code
@@ -268,13 +269,19 @@ def test_serve_adversary_stops_on_sigterm(upstream: str, mfeat_bundle_dir: Path)
                 break
             except httpx.TransportError:
                 time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGTERM)
+        if not returned.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)
 
     previous = signal.getsignal(signal.SIGTERM)
     killer = threading.Thread(target=_terminate_when_up)
     killer.start()
-    serve_adversary(upstream=upstream, bundle=mfeat_bundle_dir, control_port=control_port)
-    killer.join()
+    try:
+        serve_adversary(
+            AdversaryApp(upstream=upstream, bundle=mfeat_bundle_dir, control_port=control_port)
+        )
+    finally:
+        returned.set()
+        killer.join()
 
     assert seen == [200]
     assert signal.getsignal(signal.SIGTERM) is previous
