@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from clusterkit import free_ports
 from copur.cli import app
-from copur.roles.fusion.grpc_api import create_grpc_server, mark_serving
+from copur.roles.fusion.grpc_api import fusion_grpc_server
+from copur.transport.grpc_server import AioGrpcServer
 from copur.transport.tls.credentials import load_identity
 from copur_client import CopurClientError, GrpcFusionClient, GrpcTls, Unavailable, predict_command
 from copur_client.serde import Prediction
@@ -54,19 +55,19 @@ def front_door(certs: Path) -> Iterator[str]:
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
 
-    async def start() -> tuple[Any, int]:
-        server, port, health = create_grpc_server(
+    async def start() -> AioGrpcServer:
+        server = fusion_grpc_server(
             FakeHandler(),  # type: ignore[arg-type]
             "127.0.0.1:0",
             load_identity(certs, "fusion"),
             auth=None,
         )
         await server.start()
-        await mark_serving(health, True)
-        return server, port
+        await server.set_serving(True)
+        return server
 
-    server, port = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
-    yield f"127.0.0.1:{port}"
+    server = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+    yield f"127.0.0.1:{server.port}"
     asyncio.run_coroutine_threadsafe(server.stop(None), loop).result(30)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)

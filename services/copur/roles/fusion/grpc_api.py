@@ -6,20 +6,19 @@ from __future__ import annotations
 import time
 
 import grpc
-from grpc_health.v1 import health
 
 from copur.errors import CopurError
 from copur.roles.fusion.handler import FusionHandler
 from copur.transport.auth.grpcauth import BearerInterceptor
 from copur.transport.auth.guard import Authenticator
 from copur.transport.auth.keys import Scope
-from copur.transport.grpc_server import AioGrpcServer, aio_set_health
+from copur.transport.grpc_server import AioGrpcServer
 from copur.transport.grpcutil import grpc_status
 from copur.transport.tls.credentials import TlsIdentity
 from copur_client.serde import predict_request_from_proto, predictions_to_proto
 from copur_client.v1 import fusion_pb2, fusion_pb2_grpc
 
-__all__ = ["FusionServicer", "create_grpc_server", "fusion_grpc_server", "mark_serving"]
+__all__ = ["FusionServicer", "fusion_grpc_server"]
 
 SERVICE = fusion_pb2.DESCRIPTOR.services_by_name["FusionService"].full_name
 
@@ -72,22 +71,3 @@ def fusion_grpc_server(
     )
     fusion_pb2_grpc.add_FusionServiceServicer_to_server(FusionServicer(handler), server.server)
     return server
-
-
-def create_grpc_server(
-    handler: FusionHandler,
-    address: str,
-    tls: TlsIdentity | None = None,
-    *,
-    auth: Authenticator | None,
-) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    """:func:`fusion_grpc_server` as its raw parts (server, bound port, health servicer), for
-    callers that drive the grpc server themselves (start it, then :func:`mark_serving`)."""
-    server = fusion_grpc_server(handler, address, tls, auth=auth)
-    return server.server, server.port, server.health
-
-
-async def mark_serving(health_servicer: health.aio.HealthServicer, serving: bool) -> None:
-    """Set what the health servicer of :func:`create_grpc_server` answers for the server and
-    FusionService."""
-    await aio_set_health(health_servicer, ("", SERVICE), serving)
