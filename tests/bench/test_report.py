@@ -1,5 +1,5 @@
 """render_performance / evaluate_targets on small hand-made bench results: tables, targets judged
-from the numbers (met and NOT met), missing inputs, and load_bench_json's one-line errors."""
+from the numbers (met and NOT met), missing inputs, and load_bench's one-line errors."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from copur.errors import ConfigError
+from copur.evaluation.bench.models import load_bench
 from copur.evaluation.bench.report import (
     evaluate_targets,
     format_number,
-    load_bench_json,
     render_performance,
 )
 
@@ -259,7 +259,7 @@ def test_format_number(value: float | None, text: str) -> None:
     assert format_number(value) == text
 
 
-def test_load_bench_json_names_the_bad_file(tmp_path: Path) -> None:
+def test_load_bench_names_the_bad_file(tmp_path: Path) -> None:
     not_json, no_records, good = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
     not_json.write_text("{oops")
     no_records.write_text(json.dumps({"machine": {}}))
@@ -272,9 +272,9 @@ def test_load_bench_json_names_the_bad_file(tmp_path: Path) -> None:
         (no_records, "purifier"),
     ):
         with pytest.raises(ConfigError) as caught:
-            load_bench_json(path, kind)
+            load_bench(path, kind)
         errors.append(str(caught.value))
-    loaded = load_bench_json(good, "serve")
+    loaded = load_bench(good, "serve")
 
     assert all(
         str(path) in e and "\n" not in e
@@ -283,7 +283,7 @@ def test_load_bench_json_names_the_bad_file(tmp_path: Path) -> None:
     assert (
         "no such file" in errors[0] and "not valid JSON" in errors[1] and "'records'" in errors[2]
     )
-    assert loaded["runs"][0]["concurrency"] == 1
+    assert loaded.runs[0].concurrency == 1
 
 
 def test_the_speedup_ceiling_is_derived_from_the_numbers() -> None:

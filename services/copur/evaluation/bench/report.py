@@ -1,17 +1,17 @@
-"""docs/PERFORMANCE.md from the JSON written by ``copur bench purifier`` and ``copur bench serve``.
+"""docs/PERFORMANCE.md from the JSON written by ``copur bench purifier`` and ``copur bench
+serve``.
 
 :func:`render_performance` is pure (the files' contents in, markdown out): it derives the numbers
 (:mod:`~copur.evaluation.bench.targets`) and renders ``templates/performance.md.j2``, which holds
-the text. :func:`load_bench_json` reads and checks an input file, :func:`write_performance` writes
-the markdown.
-"""
+the text. :func:`~copur.evaluation.bench.models.load_bench` reads and checks an input file,
+:func:`write_performance` writes the markdown."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import jinja2
 
@@ -23,7 +23,6 @@ from copur.evaluation.bench.models import (
     ServeBench,
     ServeSettings,
     as_bench,
-    load_bench,
 )
 from copur.evaluation.bench.targets import (
     Target,
@@ -39,7 +38,6 @@ __all__ = [
     "Target",
     "evaluate_targets",
     "format_number",
-    "load_bench_json",
     "render_performance",
     "write_performance",
 ]
@@ -115,14 +113,6 @@ def render_performance(
     served = None if serve is None else as_bench(ServeBench, serve, "serve")
     context = _context(bench, served) | {"commands": commands, "generated": generated}
     return _environment().get_template(TEMPLATE).render(context)
-
-
-def load_bench_json(path: str | Path, kind: Literal["purifier", "serve"]) -> dict[str, Any]:
-    """Read a ``copur bench purifier`` (kind "purifier") or ``copur bench serve`` (kind "serve")
-    JSON file, checked against its model; a missing, unreadable or malformed file is a
-    :class:`~copur.errors.ConfigError` naming it (and the field). The typed reader is
-    :func:`~copur.evaluation.bench.models.load_bench`."""
-    return load_bench(path, kind).model_dump(exclude_unset=True)
 
 
 def write_performance(markdown: str, path: str | Path) -> Path:
