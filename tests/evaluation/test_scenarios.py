@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from clusterkit import alive, free_ports
-from copur.evaluation.scenarios.runner import run_scenario, sample_ids, scenario_command
+from copur.evaluation.scenarios.runner import execute_scenario, sample_ids, scenario_command
 from copur.evaluation.scenarios.schema import ScenarioError, load_scenario, parse_scenario
 from copur.operations.launcher import Cluster
 from copur.science.attacks import AttackContext, make_attack
@@ -234,7 +234,7 @@ def test_runtime_checks_name_the_step(tmp_path: Path, mfeat_bundle_dir: Path) ->
     }  # never contacted: checks come first
 
     def run(raw: dict) -> None:
-        run_scenario(
+        execute_scenario(
             parse_scenario(raw, source="x.yaml"),
             url="http://127.0.0.1:9",
             control_urls=controls,
@@ -298,7 +298,7 @@ def cluster(
 
 def _run(name: str, cluster: Cluster, bundle: Path, out: Path) -> dict:
     scenario = load_scenario(SCENARIOS / f"{name}.yaml").model_copy(update={"samples": SAMPLES})
-    return run_scenario(
+    return execute_scenario(
         scenario,
         url=cluster.fusion_url,
         control_urls={i: cluster.control_url(i) for i in range(6)},
@@ -306,7 +306,7 @@ def _run(name: str, cluster: Cluster, bundle: Path, out: Path) -> dict:
         cluster=cluster,
         out=out,
         progress=False,
-    )
+    ).to_json()
 
 
 @pytest.fixture(scope="module")

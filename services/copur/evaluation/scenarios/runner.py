@@ -9,7 +9,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
@@ -32,7 +31,6 @@ __all__ = [
     "DEFAULT_CONFIG",
     "execute_scenario",
     "predict_metrics",
-    "run_scenario",
     "sample_ids",
     "scenario_command",
 ]
@@ -118,34 +116,6 @@ def _assemble(
         expectations=expectations,
         passed=all(e.passed for e in expectations),
     )
-
-
-def run_scenario(
-    scenario: Scenario,
-    *,
-    url: str,
-    control_urls: dict[int, str],
-    bundle: str,
-    cluster: Cluster | None,
-    out: Path,
-    progress: bool,
-    api_key: str | None = None,
-    admin_key: str | None = None,
-) -> dict[str, Any]:
-    """:func:`execute_scenario`, the report returned as the content of ``report.json``
-    (``report["passed"]`` is False when an expectation failed)."""
-    report = execute_scenario(
-        scenario,
-        url=url,
-        control_urls=control_urls,
-        bundle=bundle,
-        cluster=cluster,
-        out=out,
-        progress=progress,
-        api_key=api_key,
-        admin_key=admin_key,
-    )
-    return report.to_json()
 
 
 def scenario_command(
