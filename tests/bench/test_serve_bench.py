@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from copur.evaluation.bench.serve import bench_serve
+from copur.evaluation.bench.loadgen import bench_serve
 
 RUN_KEYS = {
     "concurrency",

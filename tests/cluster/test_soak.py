@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from clusterkit import running_cluster
-from copur.evaluation.bench.serve import bench_serve, read_rss_mb
+from copur.evaluation.bench.loadgen import bench_serve
+from copur.evaluation.bench.memory import read_rss_mb
 
 CONCURRENCY = 64
 WARMUP_S = 10.0

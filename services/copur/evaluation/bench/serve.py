@@ -1,9 +1,7 @@
 """``copur bench serve``: optionally start the cluster itself (batching on, off or both), load its
 fusion center with :func:`~copur.evaluation.bench.loadgen.bench_serve`, write the JSON report
-(:class:`~copur.evaluation.bench.models.ServeBench`) and print a table.
-
-The load generator, the process memory and machine readers live in ``loadgen``, ``memory`` and
-``machine``; they are re-exported here, where they were first.
+(:class:`~copur.evaluation.bench.models.ServeBench`) and print a table. The load generator, the
+process memory and machine readers live in ``loadgen``, ``memory`` and ``machine``.
 """
 
 from __future__ import annotations
@@ -17,11 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from copur.evaluation.bench.loadgen import bench_serve
-from copur.evaluation.bench.machine import machine_info
-from copur.evaluation.bench.memory import read_rss_mb
 from copur.evaluation.bench.models import Machine, ServeBench, ServeRun, ServeSettings, write_bench
 
-__all__ = ["bench_serve", "format_table", "machine_info", "read_rss_mb", "serve_command"]
+__all__ = ["format_table", "serve_command"]
 
 
 def format_table(runs: Sequence[ServeRun]) -> str:
