@@ -234,7 +234,7 @@ def test_the_cycle_finder_finds_a_planted_cycle() -> None:
         ("copur.science.planted", "from copur.evaluation import suite", True),
         ("copur.roles.party.planted", "from copur.roles.fusion import handler", True),
         ("copur.roles.party.planted", "from copur.roles.party import core", False),
-        ("copur.transport.planted", "from copur_client.serde import Prediction", False),
+        ("copur.transport.planted", "from copur_client.serde import array_to_proto", False),
         ("copur.transport.planted", "from copur_client.http import FusionClient", True),
         ("copur_client.planted", "from copur.errors import CopurError", True),
         ("copur.operations.planted", "from copur.evaluation.suite import run_suite", True),

@@ -2,8 +2,6 @@ import numpy as np
 import pytest
 
 from copur_client.serde import (
-    Certificate,
-    Prediction,
     SerdeError,
     array_from_proto,
     array_to_proto,
@@ -11,6 +9,7 @@ from copur_client.serde import (
     predictions_to_proto,
 )
 from copur_client.v1 import tensor_pb2
+from copur_client.wire import Certificate, Prediction
 
 
 def test_tensor_round_trip_is_exact_little_endian_float32() -> None:

@@ -25,8 +25,9 @@ from copur_client.errors import (
 )
 from copur_client.http import API_KEY_ENV, resolve_key
 from copur_client.retry import RetryPolicy
-from copur_client.serde import Prediction, predict_request_to_proto, predictions_from_proto
+from copur_client.serde import predict_request_to_proto, predictions_from_proto
 from copur_client.v1 import fusion_pb2_grpc
+from copur_client.wire import Prediction
 
 __all__ = ["GrpcFusionClient", "GrpcTls"]
 

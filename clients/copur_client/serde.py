@@ -1,8 +1,7 @@
 """The only module that touches protobuf: tensors, party descriptions and predictions to and from
 the wire.
 
-The types themselves are in :mod:`copur_client.wire`; they are re-exported here for the server's
-adapters."""
+The types themselves are in :mod:`copur_client.wire`."""
 
 from __future__ import annotations
 
@@ -15,9 +14,6 @@ from copur_client.v1 import fusion_pb2, party_pb2, tensor_pb2
 from copur_client.wire import Certificate, PartyInfo, Prediction, WireError
 
 __all__ = [
-    "Certificate",
-    "PartyInfo",
-    "Prediction",
     "SerdeError",
     "array_from_proto",
     "array_to_proto",

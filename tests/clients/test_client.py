@@ -36,13 +36,9 @@ from copur_client import (
     predict_command,
     predictions_table,
 )
-from copur_client.serde import (
-    Certificate,
-    Prediction,
-    predict_request_from_proto,
-    predictions_to_proto,
-)
+from copur_client.serde import predict_request_from_proto, predictions_to_proto
 from copur_client.v1 import fusion_pb2_grpc
+from copur_client.wire import Certificate, Prediction
 
 # Values exactly representable in float32, so the gRPC path (repeated float) round-trips them
 # unchanged.

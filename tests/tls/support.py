@@ -12,8 +12,8 @@ from copur.roles.party import PartyApp, PartyCore
 from copur.science.models import PartyExtractor
 from copur.transport.tls.certs import write_certs
 from copur.transport.tls.credentials import TlsIdentity
-from copur_client.serde import PartyInfo
 from copur_client.v1 import party_pb2, party_pb2_grpc
+from copur_client.wire import PartyInfo
 
 __all__ = ["NAMES", "call_info", "make_certs", "tiny_party", "without_client_cert"]
 

@@ -19,7 +19,7 @@ from copur.roles.fusion.grpc_api import fusion_grpc_server
 from copur.transport.grpc_server import AioGrpcServer
 from copur.transport.tls.credentials import load_identity
 from copur_client import CopurClientError, GrpcFusionClient, GrpcTls, Unavailable, predict_command
-from copur_client.serde import Prediction
+from copur_client.wire import Prediction
 
 PLAINTEXT = ["--tls-mode", "plaintext"]
 

@@ -21,7 +21,7 @@ from copur.science.defenses import DEFENSES, check_defense
 from copur.transport.grpcutil import InvalidRequest, NotFound, TooLarge, Unavailable
 from copur.transport.tls.credentials import TlsIdentity
 from copur.transport.topology import FusionNode
-from copur_client.serde import Certificate, Prediction
+from copur_client.wire import Certificate, Prediction
 
 __all__ = ["FusionHandler", "FusionSettings"]
 

@@ -12,7 +12,7 @@ from copur.science.bundle import load_party
 from copur.science.data import DatasetSpec, load_dataset
 from copur.science.models import PartyExtractor
 from copur.transport.grpcutil import InvalidRequest, NotFound, TooLarge
-from copur_client.serde import PartyInfo
+from copur_client.wire import PartyInfo
 
 __all__ = ["PartyCore"]
 
