@@ -89,7 +89,7 @@ def _error_for(endpoint: str, response: httpx.Response, key_hint: str = "") -> C
 
 
 def prediction_from_json(item: Mapping[str, Any]) -> Prediction:
-    """One element of ``{"predictions": [...]}`` as a :class:`copur_client.serde.Prediction`."""
+    """One element of ``{"predictions": [...]}`` as a :class:`copur_client.wire.Prediction`."""
     cert = item.get("certificate")
     return Prediction(
         sample_id=int(item["sample_id"]),
