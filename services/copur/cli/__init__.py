@@ -2,8 +2,8 @@
 
 One module per group of commands (:mod:`.model`, :mod:`.evaluate`, :mod:`.serve`,
 :mod:`.cluster`), registered here in the order ``copur --help`` lists them, plus the sub-apps
-``bench``, ``certs``, ``keys`` and ``scenario``. Domain errors print one line and exit 2; nothing
-runs at import."""
+``bench``, ``certs``, ``compose``, ``keys`` and ``scenario``. Domain errors print one line and
+exit 2; nothing runs at import."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import typer
 
 from copur.cli import cluster, evaluate, model, serve
 from copur.cli.common import app
+from copur.cli.compose import compose_app
 from copur.evaluation.bench.cli import bench_app
 from copur.operations.certs_cli import certs_app
 from copur.operations.keys_cli import keys_app
@@ -43,6 +44,7 @@ scenario_app.command("run")(evaluate.scenario_run)
 
 app.add_typer(bench_app, name="bench")
 app.add_typer(certs_app, name="certs")
+app.add_typer(compose_app, name="compose")
 app.add_typer(keys_app, name="keys")
 app.add_typer(scenario_app, name="scenario")
 

@@ -15,7 +15,7 @@ from copur.science.bundle import load_bundle
 from copur.science.data import load_dataset
 from copur.transport.topology import load_topology
 
-__all__ = ["run_demo"]
+__all__ = ["demo_samples", "demo_steps", "run_demo"]
 
 
 def _accuracy(
@@ -36,11 +36,8 @@ def run_demo(
     topology = load_topology(config)
     if not topology.adversaries:
         raise SystemExit(f"{config} puts no party behind an adversary; the demo needs one")
-    bundle = load_bundle(topology.bundle)
-    manifest = bundle.manifest
-    data = load_dataset(manifest.dataset_spec)
-    split = np.sort(np.random.default_rng(0).permutation(bundle.test_ids)[:samples])
-    ids, labels = [int(i) for i in split], data.labels[split]
+    manifest = load_bundle(topology.bundle).manifest
+    ids, labels = demo_samples(topology.bundle, samples)
     party = topology.adversaries[0].party
     cluster = Cluster(topology, config_path=config, log_dir=log_dir)
     say(f"starting {len(cluster.procs)} processes: {', '.join(cluster.procs)}")
@@ -54,32 +51,15 @@ def run_demo(
             f"cluster ready: fusion {cluster.fusion_url}, adversary control "
             f"{cluster.control_url(party)}"
         )
-        for p in fusion.predict_json(ids[:3], defense="copur")["predictions"]:
-            say(
-                f"  sample {p['sample_id']}: label {p['label']} (p={max(p['probabilities']):.3f}), "
-                f"party scores {[round(s, 2) for s in p['party_scores']]}"
-            )
-        for defense in ("none", "copur"):
-            acc, _ = _accuracy(fusion, ids, labels, defense)
-            say(
-                f"honest parties, {len(ids)} test samples: accuracy {acc:.3f} with "
-                f"defense={defense}"
-            )
-        control.set_policy("flip", amp=10)
-        say(
-            f"adversary in front of party {party} ({manifest.party_names[party]}) now flips its "
-            "embeddings x10"
+        demo_steps(
+            fusion,
+            control,
+            ids=ids,
+            labels=labels,
+            party=party,
+            party_name=manifest.party_names[party],
+            say=say,
         )
-        for defense in ("none", "copur"):
-            acc, preds = _accuracy(fusion, ids, labels, defense)
-            flagged = np.mean([party in p["flagged_parties"] for p in preds])
-            extra = (
-                f", party {party} flagged on {flagged:.0%} of samples" if defense == "copur" else ""
-            )
-            say(
-                f"under attack, {len(ids)} test samples:    accuracy {acc:.3f} with "
-                f"defense={defense}{extra}"
-            )
     except CopurClientError as exc:
         raise CopurError(str(exc)) from None
     finally:
@@ -87,3 +67,49 @@ def run_demo(
         control.close()
         cluster.stop()
         say("cluster stopped")
+
+
+def demo_samples(bundle_path: str | Path, samples: int) -> tuple[list[int], np.ndarray]:
+    """``samples`` test ids of the bundle (a fixed draw, sorted) and their true labels."""
+    bundle = load_bundle(bundle_path)
+    data = load_dataset(bundle.manifest.dataset_spec)
+    split = np.sort(np.random.default_rng(0).permutation(bundle.test_ids)[:samples])
+    return [int(i) for i in split], data.labels[split]
+
+
+def demo_steps(
+    fusion: Any,
+    control: Any,
+    *,
+    ids: list[int],
+    labels: np.ndarray,
+    party: int,
+    party_name: str,
+    say: Callable[[str], None] = print,
+) -> dict[str, float]:
+    """The demo's calls against a running cluster: three predictions shown, the accuracy of
+    ``none`` and ``copur`` on ``ids`` with honest parties, the adversary in front of ``party``
+    switched to ``flip`` x10 through ``control``, both accuracies again. Returns the four
+    accuracies by ``"honest/none"``, ``"attacked/copur"``, ... The policy is left as set."""
+    accuracies: dict[str, float] = {}
+    for p in fusion.predict_json(ids[:3], defense="copur")["predictions"]:
+        say(
+            f"  sample {p['sample_id']}: label {p['label']} (p={max(p['probabilities']):.3f}), "
+            f"party scores {[round(s, 2) for s in p['party_scores']]}"
+        )
+    for defense in ("none", "copur"):
+        acc, _ = _accuracy(fusion, ids, labels, defense)
+        accuracies[f"honest/{defense}"] = acc
+        say(f"honest parties, {len(ids)} test samples: accuracy {acc:.3f} with defense={defense}")
+    control.set_policy("flip", amp=10)
+    say(f"adversary in front of party {party} ({party_name}) now flips its embeddings x10")
+    for defense in ("none", "copur"):
+        acc, preds = _accuracy(fusion, ids, labels, defense)
+        accuracies[f"attacked/{defense}"] = acc
+        flagged = np.mean([party in p["flagged_parties"] for p in preds])
+        extra = f", party {party} flagged on {flagged:.0%} of samples" if defense == "copur" else ""
+        say(
+            f"under attack, {len(ids)} test samples:    accuracy {acc:.3f} with "
+            f"defense={defense}{extra}"
+        )
+    return accuracies
