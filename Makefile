@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 BUNDLE ?= runs/mfeat
 CERTS  ?= runs/certs
 
-.PHONY: demo test lint install clean results perf soak proto report-png
+.PHONY: demo test lint install clean results perf soak proto report-png \
+        docker-packages docker-image compose-demo compose-faults test-containers
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,11 @@ lint: install
 
 test: lint
 	$(BIN)/pytest -q
+
+# The container tests (tests/containers, marker `containers`): the image built offline, a real docker compose
+# bring-up, predictions, a live attack and container faults; the second step of .ci/run.
+test-containers: install docker-packages
+	$(BIN)/pytest -q -m containers tests/containers
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
@@ -93,3 +99,28 @@ report-png:
 	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1280,2400 \
 	  --screenshot=runs/report/index.png "file://$(CURDIR)/runs/report/index.html"
 	@echo "runs/report/index.png"
+
+# --- containers ----------------------------------------------------------------------------------------------
+# What the container targets need from Debian: the engine (docker.io: dockerd, containerd, runc), debootstrap for
+# the offline base image, iproute2 and iptables for the link faults; installed only when missing.
+docker-packages:
+	@command -v dockerd >/dev/null && command -v debootstrap >/dev/null && command -v tc >/dev/null \
+	  && command -v iptables >/dev/null || { \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io debootstrap iproute2 iptables \
+	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io debootstrap \
+	       iproute2 iptables; }; }
+
+# The base image (debootstrap of Debian bookworm + docker import) unless present, the wheelhouse, and copur:latest
+# built with OFFLINE=1; a docker engine is started for it when none answers, and stopped again.
+docker-image: install docker-packages
+	$(BIN)/copur compose image
+
+# docker compose for real: build, up (an adversary before every party), wait for every healthcheck, the demo's
+# steps and the flip-one-party scenario from the host, the accuracies printed, everything taken down.
+compose-demo: install docker-packages
+	$(BIN)/copur compose demo
+
+# The container fault table of docs/OPERATIONS.md (kill, pause, disconnect, lossy and slow link, fusion restart
+# under load), measured on the default compose cluster.
+compose-faults: install docker-packages
+	$(BIN)/copur compose faults --markdown docs/OPERATIONS.md
