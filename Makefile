@@ -35,7 +35,7 @@ test: lint
 # The container tests (tests/containers, marker `containers`): the image built offline, a real docker compose
 # bring-up, predictions, a live attack and container faults; the second step of .ci/run.
 test-containers: install docker-packages
-	$(BIN)/pytest -q -m containers tests/containers
+	$(BIN)/pytest -q -s --durations=5 -m containers tests/containers
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

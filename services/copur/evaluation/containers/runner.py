@@ -99,6 +99,7 @@ def compose_session(
     finally:
         with _phase(phases, "teardown"):
             _teardown(engine, project, say=say)
+        say(_phases(phases))
 
 
 def _teardown(engine: Engine, project: ComposeProject, *, say: Callable[[str], None]) -> None:
@@ -172,7 +173,6 @@ def compose_demo(
                 admin_key=access.key("admin"),
             )
         _print_scenario(work / "report" / "report.json", say)
-    say(_phases(session.phases))
     return status
 
 
@@ -216,7 +216,6 @@ def compose_faults(
     if markdown is not None:
         write_fault_table(markdown, results, concurrency=concurrency)
         say(f"fault table written into {markdown}")
-    say(_phases(session.phases))
     return results
 
 
