@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from copur.errors import CopurError
-from copur.evaluation.containers.faults import Fault, FaultResult, _result
+from copur.evaluation.containers.faults import Fault, FaultResult, _result, container_faults
 from copur.evaluation.containers.load import Record
 from copur.evaluation.containers.report import BEGIN, END, write_fault_table
 
@@ -84,3 +84,46 @@ def test_a_document_without_markers_is_refused_and_kept(tmp_path: Path) -> None:
     with pytest.raises(CopurError, match="no <!-- fault-table:begin -->"):
         write_fault_table(doc, [row], concurrency=4)
     assert doc.read_text() == "no markers\n"
+
+
+class _Recorder:
+    """Stands in for a ComposeProject: records the operations a fault does."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+
+    def __getattr__(self, name: str) -> object:
+        return lambda *args, **kwargs: self.calls.append(
+            (name, *map(str, args), *(f"{k}={v}" for k, v in kwargs.items()))
+        )
+
+
+@pytest.mark.parametrize(
+    ("name", "injected", "undone"),
+    [
+        ("kill", ("docker_on", "kill", "party-3"), ("docker_on", "start", "party-3")),
+        ("pause", ("docker_on", "pause", "party-3"), ("docker_on", "unpause", "party-3")),
+        ("disconnect", ("disconnect", "party-3"), ("connect", "party-3")),
+        (
+            "lossy-link",
+            ("lossy_link", "party-3", "loss=0.3"),
+            ("heal_lossy_link", "party-3", "loss=0.3"),
+        ),
+        ("slow-link", ("slow_link", "party-3", "rate=64kbit"), ("heal_slow_link", "party-3")),
+        ("fusion-restart", ("docker_on", "restart", "fusion", "--time", "10"), None),
+    ],
+)
+def test_each_fault_does_and_undoes_what_its_row_says(
+    name: str, injected: tuple[str, ...], undone: tuple[str, ...] | None
+) -> None:
+    # Prepare
+    fault = {f.name: f for f in container_faults(party=3)}[name]
+    project = _Recorder()
+
+    # Execute
+    fault.inject(project)  # type: ignore[arg-type]
+    fault.undo(project)  # type: ignore[arg-type]
+
+    # Assert
+    assert project.calls == [injected] + ([undone] if undone else [])
+    assert fault.party == (None if name == "fusion-restart" else 3)

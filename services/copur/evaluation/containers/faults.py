@@ -64,22 +64,8 @@ def container_faults(*, party: int = 3, loss: float = 0.3, rate: str = "64kbit")
     """Every fault tried, on party ``party``'s container (and the fusion center's last)."""
     svc = f"party-{party}"
     return [
-        Fault(
-            name="kill",
-            action=f"docker kill {svc}",
-            undo_action=f"docker start {svc}",
-            inject=lambda p: p.docker_on("kill", svc),
-            undo=lambda p: p.docker_on("start", svc),
-            party=party,
-        ),
-        Fault(
-            name="pause",
-            action=f"docker pause {svc}",
-            undo_action=f"docker unpause {svc}",
-            inject=lambda p: p.docker_on("pause", svc),
-            undo=lambda p: p.docker_on("unpause", svc),
-            party=party,
-        ),
+        _docker_verbs("kill", "start", svc, party),
+        _docker_verbs("pause", "unpause", svc, party),
         Fault(
             name="disconnect",
             action=f"docker network disconnect {svc}",
@@ -114,6 +100,18 @@ def container_faults(*, party: int = 3, loss: float = 0.3, rate: str = "64kbit")
             hold_s=0.0,
         ),
     ]
+
+
+def _docker_verbs(verb: str, undo_verb: str, svc: str, party: int) -> Fault:
+    """``docker VERB`` on ``svc``'s container, undone by ``docker UNDO_VERB``."""
+    return Fault(
+        name=verb,
+        action=f"docker {verb} {svc}",
+        undo_action=f"docker {undo_verb} {svc}",
+        inject=lambda p: p.docker_on(verb, svc),
+        undo=lambda p: p.docker_on(undo_verb, svc),
+        party=party,
+    )
 
 
 def run_fault(
