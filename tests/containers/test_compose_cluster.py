@@ -15,6 +15,7 @@ from copur.evaluation.containers.faults import FaultResult, container_faults, ru
 from copur.evaluation.containers.load import Load
 from copur.evaluation.containers.runner import ComposeSession
 from copur.operations.demo import demo_samples
+from copur.science.bundle import load_bundle
 from copur.transport.topology import load_topology
 from copur_client import AdversaryControl, FusionClient, GrpcFusionClient, GrpcTls
 
@@ -44,7 +45,7 @@ def fusion(compose: ComposeSession) -> Iterator[FusionClient]:
 
 @pytest.fixture(scope="module")
 def samples(compose: ComposeSession) -> tuple[list[int], np.ndarray]:
-    return demo_samples(compose.access.bundle, 100)
+    return demo_samples(load_bundle(compose.access.bundle), 100)
 
 
 def test_bring_up_completes_the_trainer_and_every_service_is_healthy(

@@ -11,7 +11,7 @@ import numpy as np
 
 from copur.errors import CopurError
 from copur.operations.launcher import Cluster
-from copur.science.bundle import load_bundle
+from copur.science.bundle import Bundle, load_bundle
 from copur.science.data import load_dataset
 from copur.transport.topology import load_topology
 
@@ -36,8 +36,9 @@ def run_demo(
     topology = load_topology(config)
     if not topology.adversaries:
         raise SystemExit(f"{config} puts no party behind an adversary; the demo needs one")
-    manifest = load_bundle(topology.bundle).manifest
-    ids, labels = demo_samples(topology.bundle, samples)
+    bundle = load_bundle(topology.bundle)
+    manifest = bundle.manifest
+    ids, labels = demo_samples(bundle, samples)
     party = topology.adversaries[0].party
     cluster = Cluster(topology, config_path=config, log_dir=log_dir)
     say(f"starting {len(cluster.procs)} processes: {', '.join(cluster.procs)}")
@@ -69,9 +70,8 @@ def run_demo(
         say("cluster stopped")
 
 
-def demo_samples(bundle_path: str | Path, samples: int) -> tuple[list[int], np.ndarray]:
-    """``samples`` test ids of the bundle (a fixed draw, sorted) and their true labels."""
-    bundle = load_bundle(bundle_path)
+def demo_samples(bundle: Bundle, samples: int) -> tuple[list[int], np.ndarray]:
+    """``samples`` test ids of ``bundle`` (a fixed draw, sorted) and their true labels."""
     data = load_dataset(bundle.manifest.dataset_spec)
     split = np.sort(np.random.default_rng(0).permutation(bundle.test_ids)[:samples])
     return [int(i) for i in split], data.labels[split]

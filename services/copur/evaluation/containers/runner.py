@@ -17,6 +17,7 @@ from copur.errors import CopurError
 from copur.evaluation.containers.faults import FaultResult, container_faults, run_faults
 from copur.evaluation.containers.load import Load
 from copur.evaluation.containers.report import write_fault_table
+from copur.evaluation.scenarios.model import PredictRecord, ScenarioReport
 from copur.operations.containers.compose import ComposeProject
 from copur.operations.containers.engine import DockerError, Engine, ensure_engine
 from copur.operations.containers.images import build_base_image, build_image, fill_wheelhouse
@@ -139,7 +140,8 @@ def compose_demo(
         url = f"http://127.0.0.1:{topology.fusion.http_port}"
         adversary = topology.adversaries[0]
         control_url = f"http://127.0.0.1:{adversary.control_port}"
-        ids, labels = demo_samples(access.bundle, samples)
+        bundle = load_bundle(access.bundle)
+        ids, labels = demo_samples(bundle, samples)
         fusion = FusionClient(url, timeout=120, retries=3, api_key=access.key("predict"))
         control = AdversaryControl(control_url, api_key=access.key("admin"))
         try:
@@ -151,7 +153,7 @@ def compose_demo(
                     ids=ids,
                     labels=labels,
                     party=adversary.party,
-                    party_name=load_bundle(access.bundle).manifest.party_names[adversary.party],
+                    party_name=bundle.manifest.party_names[adversary.party],
                     say=say,
                 )
                 control.set_policy("none")
@@ -177,11 +179,11 @@ def compose_demo(
 
 
 def _print_scenario(report: Path, say: Callable[[str], None]) -> None:
-    data = json.loads(report.read_text())
-    for step in data["steps"]:
-        if step.get("kind") == "predict":
-            accs = ", ".join(f"{d} {m['accuracy']:.3f}" for d, m in step["defenses"].items())
-            say(f"scenario {data['scenario']['name']}, {step['name']}: accuracy {accs}")
+    data = ScenarioReport.from_json(json.loads(report.read_text()))
+    for step in data.steps:
+        if isinstance(step, PredictRecord):
+            accs = ", ".join(f"{d} {m.accuracy:.3f}" for d, m in step.defenses.items())
+            say(f"scenario {data.scenario.name}, {step.name}: accuracy {accs}")
 
 
 def compose_faults(
@@ -202,7 +204,7 @@ def compose_faults(
     with compose_session(repo, work=work, engine_root=engine_root, say=say) as session:
         url = f"http://127.0.0.1:{topology.fusion.http_port}"
         access = session.access
-        ids, _labels = demo_samples(access.bundle, 200)
+        ids, _labels = demo_samples(load_bundle(access.bundle), 200)
         admin = FusionClient(url, timeout=10, retries=0, admin_key=access.key("admin"))
         load = Load(url, api_key=access.key("predict"), ids=ids, concurrency=concurrency)
         with _phase(session.phases, "faults"), load:

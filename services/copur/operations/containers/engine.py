@@ -80,15 +80,10 @@ class Engine:
         *args: str,
         check: bool = True,
         timeout: float = 120.0,
-        stdin: bytes | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``docker ARGS`` against this engine; a failure (with ``check``) is a one-line
         :class:`DockerError` carrying docker's own last line."""
         return run_tool(["docker", *args], env=self.env(), check=check, timeout=timeout)
-
-    def answers(self) -> bool:
-        """True when the engine answers ``docker version`` now."""
-        return _answers(self.host)
 
     def stop(self, *, timeout: float = 60.0) -> None:
         """Stop the engine if this module started it (SIGTERM, then SIGKILL after ``timeout``),
