@@ -49,7 +49,10 @@ Service = dict[str, Any]
 
 
 def _services() -> dict[str, Service]:
-    return yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    """The cluster's services: all but the `monitoring` profile's (Prometheus, Grafana: not copur
+    roles, not the copur image; tests/deploy/test_monitoring_deploy.py checks them)."""
+    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    return {n: s for n, s in services.items() if "monitoring" not in s.get("profiles", [])}
 
 
 def _command(service: Service) -> list[str]:
@@ -191,7 +194,7 @@ def test_adversary_service(adversary: Any) -> None:
     assert adversary.control_port in _published(service), "the control port must be published"
     assert _depends_on(service) == {party: "service_healthy"}
     assert (
-        f"copur probe --http http://127.0.0.1:{adversary.control_port}/readyz"
+        f"copur probe --http https://127.0.0.1:{adversary.control_port}/readyz --tls-dir {CERTS}"
         in _healthcheck_text(service)
     )
     assert (
@@ -219,7 +222,10 @@ def test_fusion_service(name: str) -> None:
     assert (REPO / mounts[CONFIG_PATH]).resolve() == TOPOLOGY_FILE
     assert mounts.get("/bundle") == "bundle"
     assert _depends_on(service) == dict.fromkeys([*parties, *adversaries], "service_healthy")
-    assert f"copur probe --http http://127.0.0.1:{http_port}/readyz" in _healthcheck_text(service)
+    assert (
+        f"copur probe --http https://127.0.0.1:{http_port}/readyz --tls-dir {CERTS}"
+        in _healthcheck_text(service)
+    )
 
 
 def test_fusion_resolves_every_party_to_a_service_port() -> None:
@@ -330,7 +336,7 @@ def test_trainer_writes_the_bundle_into_the_named_volume() -> None:
     assert _mounts(trainer) == {"/bundle": "bundle", CERTS: "certs"}
     assert not _read_only(trainer, "/bundle"), "the trainer must be able to write the bundle"
     assert "healthcheck" not in trainer and trainer.get("restart", "no") == "no"
-    for name, service in compose["services"].items():
+    for name, service in _services().items():
         assert _mounts(service).get("/bundle") == "bundle", (
             f"{name} does not mount the bundle volume"
         )
@@ -400,7 +406,7 @@ def test_the_attack_overlay_puts_an_adversary_before_every_party_of_the_scenario
 def test_every_service_reads_the_certs_the_trainer_writes() -> None:
     # Prepare
     compose = yaml.safe_load(COMPOSE_FILE.read_text())
-    services = compose["services"]
+    services = _services()
 
     # Execute
     mounts = {name: _mounts(s).get(CERTS) for name, s in services.items()}

@@ -387,16 +387,80 @@ def test_valid_looking_rows_of_other_samples_are_flagged(
             np.testing.assert_array_equal(_block(got.h, i), _block(honest.h, i))
 
 
+def _counted(fusion: Fusion, series: str, party: int | None = None) -> float:
+    """A series' value in the fusion center's registry (a party's child, with ``party``)."""
+    labels = {} if party is None else {"party": str(party)}
+    value = fusion.handler.metrics.registry.get_sample_value(series, labels)
+    assert value is not None, (series, labels)
+    return value
+
+
+def _per_party(fusion: Fusion, series: str) -> list[float]:
+    return [_counted(fusion, series, i) for i in range(M)]
+
+
 def test_the_liar_is_counted_in_the_party_failures(cluster: tuple[Fusion, FakeParty]) -> None:
     # Prepare
     fusion, _ = cluster
+    missing_before = _per_party(fusion, "copur_party_missing_samples_total")
     # Execute
     _run(cluster, GARBAGE["all NaN"])
     parties = fusion.call(fusion.client.get("/v1/parties")).json()["parties"]
     metrics = fusion.call(fusion.client.get("/metrics")).text
+    missing = _per_party(fusion, "copur_party_missing_samples_total")
     # Assert
     assert (
         parties[LIAR]["failures"] >= 1
         and "non-finite values in 40 of 40 rows" in parties[LIAR]["last_error"]
     )
     assert f'copur_party_failures_total{{party="{LIAR}",reason="invalid"}}' in metrics
+    # one failed call, but every one of its samples missing; nobody else's
+    assert [m - b for m, b in zip(missing, missing_before, strict=True)] == [
+        float(len(IDS)) if i == LIAR else 0.0 for i in range(M)
+    ]
+    assert f'copur_party_missing_samples_total{{party="{LIAR}"}}' in metrics
+    assert f'copur_party_up{{party="{LIAR}"}}' in metrics
+
+
+def test_flagged_samples_are_counted_per_party_against_the_samples_fetched(
+    cluster: tuple[Fusion, FakeParty],
+) -> None:
+    # Prepare: a lie the protocol cannot see (rows of other ids), which the purifier flags
+    fusion, _ = cluster
+    flags_before = _per_party(fusion, "copur_party_flags_total")
+    samples_before = _counted(fusion, "copur_batch_samples_sum")
+    # Execute
+    got = _run(cluster, lambda b: answer(np.ascontiguousarray(UNSEEN_LIES["rows of other ids"](b))))
+    # Assert: each party's counter grew by the answers that flagged it; the samples by the batch
+    flags = _per_party(fusion, "copur_party_flags_total")
+    flagged = [sum(i in p["flagged_parties"] for p in got.predictions) for i in range(M)]
+    assert got.status == 200
+    assert [f - b for f, b in zip(flags, flags_before, strict=True)] == [float(n) for n in flagged]
+    assert flagged[LIAR] >= 0.25 * len(IDS)
+    assert _counted(fusion, "copur_batch_samples_sum") - samples_before == len(IDS)
+
+
+def test_an_unexpected_failure_is_counted_as_the_500_it_becomes(
+    cluster: tuple[Fusion, FakeParty], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a bug inside the handler (not a domain error)
+    fusion, _ = cluster
+
+    async def broken(*args: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(fusion.handler, "predict", broken)
+    labels = {"defense": "copur", "status": "500", "transport": "http"}
+
+    def count() -> float:
+        registry = fusion.handler.metrics.registry
+        return registry.get_sample_value("copur_requests_total", labels) or 0.0
+
+    before = count()
+
+    # Execute: the ASGI transport hands the app's exception to the caller
+    with pytest.raises(RuntimeError, match="a bug"):
+        fusion.predict(IDS[:2])
+
+    # Assert: the error-rate alert's series saw it
+    assert count() - before == 1.0

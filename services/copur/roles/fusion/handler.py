@@ -58,6 +58,7 @@ class FusionHandler:
         self.targets = settings.targets
         self.settings = settings
         self.metrics = FusionMetrics()
+        self.metrics.min_parties.set(self.node.min_parties)
         self.num_parties = bundle.manifest.num_parties
         self.num_samples = bundle.manifest.num_samples
         if len(self.targets) != self.num_parties:

@@ -9,7 +9,14 @@ __all__ = ["FusionMetrics"]
 
 class FusionMetrics:
     """Requests (by transport, defense, status) and their latency, batch sizes, party failures,
-    flags and latencies, parties up; exported from ``registry`` only, never the global one."""
+    flags and latencies, parties up; exported from ``registry`` only, never the global one.
+
+    Per sample, per party: ``copur_party_flags_total`` (the defense flagged the block) and
+    ``copur_party_missing_samples_total`` (no valid block: the call failed, timed out or the row
+    was garbage), both against ``copur_batch_samples_sum`` (the samples fetched); the alert rules
+    of deploy/prometheus divide them. ``copur_party_failures_total`` counts failed calls (or
+    answers with bad rows), not samples. ``copur_party_up`` is each party's state (1 up),
+    ``copur_min_parties`` the configured minimum beside ``copur_parties_up``."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -57,3 +64,29 @@ class FusionMetrics:
             registry=self.registry,
         )
         self.parties_up = Gauge("copur_parties_up", "Parties answering", registry=self.registry)
+        self.party_up = Gauge(
+            "copur_party_up",
+            "1 while the party answers (last probe or Embed call), else 0",
+            ["party"],
+            registry=self.registry,
+        )
+        self.party_missing_samples = Counter(
+            "copur_party_missing_samples",
+            "Samples whose block from the party was missing (failed, timed out or invalid)",
+            ["party"],
+            registry=self.registry,
+        )
+        self.min_parties = Gauge(
+            "copur_min_parties",
+            "Valid blocks a sample needs (the topology's fusion.min_parties)",
+            registry=self.registry,
+        )
+
+    def init_parties(self, num_parties: int) -> None:
+        """Create every party's per-party series at zero (down, nothing flagged or missing), so
+        that each exists, and ``rate()`` over it is right, from the first scrape on."""
+        for i in range(num_parties):
+            party = str(i)
+            self.party_up.labels(party=party).set(0)
+            self.party_flags.labels(party=party)
+            self.party_missing_samples.labels(party=party)

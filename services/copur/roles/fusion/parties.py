@@ -105,6 +105,7 @@ class PartyPool:
         self.max_norms = list(max_norms)
         self.deadline_s = deadline_s
         self.metrics = metrics
+        metrics.init_parties(len(targets))
 
     @property
     def num_parties(self) -> int:
@@ -119,6 +120,10 @@ class PartyPool:
         self.metrics.party_failures.labels(party=str(i), reason=reason).inc()
         log.warning("event=party_failure party=%d reason=%s detail=%r", i, reason, detail)
 
+    def _publish_state(self, i: int) -> None:
+        """``copur_party_up{party=i}``: 1 while party ``i``'s state is ``up``, else 0."""
+        self.metrics.party_up.labels(party=str(i)).set(int(self.states[i].state == "up"))
+
     async def _embed(self, i: int, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """One party's block for ``ids`` and the per-row validity (all False when it failed)."""
         n = len(ids)
@@ -132,6 +137,7 @@ class PartyPool:
             self.states[i].state = (
                 "down" if exc.code() == grpc.StatusCode.UNAVAILABLE else self.states[i].state
             )
+            self._publish_state(i)
             return np.zeros((n, self.emb_dim), np.float32), np.zeros(n, dtype=bool)
         except SerdeError as exc:
             self._fail(i, "invalid", str(exc))
@@ -148,6 +154,7 @@ class PartyPool:
             self._fail(i, "invalid", f"{reason} in {int((~valid).sum())} of {n} rows")
         if valid.any():
             self.states[i].state = "up"
+            self._publish_state(i)
         block = (
             np.where(valid[:, None], block, 0.0)
             if block.shape == (n, self.emb_dim)
@@ -161,6 +168,9 @@ class PartyPool:
         answers = await asyncio.gather(*(self._embed(i, ids) for i in range(self.num_parties)))
         h = np.concatenate([a[0] for a in answers], axis=1)
         observed = np.stack([a[1] for a in answers], axis=1)
+        for i, missing in enumerate((~observed).sum(axis=0).tolist()):
+            if missing:
+                self.metrics.party_missing_samples.labels(party=str(i)).inc(missing)
         return Fetched(h=h, observed=observed)
 
     async def probe(self, expected_parties: int) -> int:
@@ -197,6 +207,8 @@ class PartyPool:
                 )
 
         await asyncio.gather(*(one(i) for i in range(self.num_parties)))
+        for i in range(self.num_parties):
+            self._publish_state(i)
         up = sum(s.state == "up" for s in self.states)
         self.metrics.parties_up.set(up)
         return up
