@@ -16,7 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 ROOTS = {"copur": REPO / "services" / "copur", "copur_client": REPO / "clients" / "copur_client"}
-WIRE = ("copur_client.wire", "copur_client.serde", "copur_client.v1")
+WIRE = ("copur_client.wire", "copur_client.serde", "copur_client.v1", "copur_client.oip")
 ROLES = ("copur.roles.party", "copur.roles.fusion", "copur.roles.adversary")
 
 # Layer -> the prefixes it may import (third-party packages aside); "=copur" is the root package
@@ -236,6 +236,8 @@ def test_the_cycle_finder_finds_a_planted_cycle() -> None:
         ("copur.roles.party.planted", "from copur.roles.party import core", False),
         ("copur.transport.planted", "from copur_client.serde import array_to_proto", False),
         ("copur.transport.planted", "from copur_client.http import FusionClient", True),
+        ("copur.roles.fusion.planted", "from copur_client.oip import grpc_predict_v2_pb2", False),
+        ("copur.science.planted", "from copur_client.oip import grpc_predict_v2_pb2", True),
         ("copur_client.planted", "from copur.errors import CopurError", True),
         ("copur.operations.planted", "from copur.evaluation.suite import run_suite", True),
     ],

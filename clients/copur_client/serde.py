@@ -1,17 +1,39 @@
 """The only module that touches protobuf: tensors, party descriptions and predictions to and from
-the wire.
+the wire, and the Open Inference Protocol v2 messages (``inference.*``) to and from their
+transport-free form.
 
-The types themselves are in :mod:`copur_client.wire`."""
+The types themselves are in :mod:`copur_client.wire`. The ``inference`` stubs are imported on first
+use, not with this module: tritonclient's own stubs hold the same ``inference.*`` names, and two
+copies in one process's default descriptor pool refuse to load, so a program that imports this
+module for ``copur.v1`` can still import ``tritonclient.grpc``."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from copur_client.v1 import fusion_pb2, party_pb2, tensor_pb2
-from copur_client.wire import Certificate, PartyInfo, Prediction, WireError
+from copur_client.wire import (
+    Certificate,
+    OipInferRequest,
+    OipInferResponse,
+    OipModelMetadata,
+    OipParam,
+    OipRequestedOutput,
+    OipServerMetadata,
+    OipTensor,
+    OipTensorMeta,
+    PartyInfo,
+    Prediction,
+    WireError,
+)
+
+if TYPE_CHECKING:
+    from copur_client.oip import grpc_predict_v2_pb2 as oip_pb2
 
 __all__ = [
     "SerdeError",
@@ -20,6 +42,19 @@ __all__ = [
     "embed_request",
     "embed_response",
     "embed_response_from_proto",
+    "oip_infer_request_from_proto",
+    "oip_infer_request_to_proto",
+    "oip_infer_response_from_proto",
+    "oip_infer_response_to_proto",
+    "oip_model_metadata_from_proto",
+    "oip_model_metadata_to_proto",
+    "oip_model_ready_to_proto",
+    "oip_model_ref_from_proto",
+    "oip_params_from_proto",
+    "oip_server_live_to_proto",
+    "oip_server_metadata_from_proto",
+    "oip_server_metadata_to_proto",
+    "oip_server_ready_to_proto",
     "party_info_from_proto",
     "party_info_to_proto",
     "predict_request_from_proto",
@@ -147,3 +182,255 @@ def predictions_from_proto(msg: fusion_pb2.PredictResponse) -> list[Prediction]:
         )
         for p in msg.predictions
     ]
+
+
+# -- the Open Inference Protocol v2 (package ``inference``) --------------------------------------
+
+# The InferTensorContents field that holds each datatype's elements (FP16, BF16: raw bytes only).
+_CONTENTS_FIELD_OF: dict[str, str] = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+_CONTENTS_FIELDS = tuple(dict.fromkeys(_CONTENTS_FIELD_OF.values()))
+
+
+def _oip() -> ModuleType:
+    """The generated ``inference`` messages, imported on first use (see the module docstring)."""
+    from copur_client.oip import grpc_predict_v2_pb2
+
+    return grpc_predict_v2_pb2
+
+
+def oip_params_from_proto(params: Mapping[str, Any]) -> dict[str, OipParam]:
+    """An ``InferParameter`` map as plain values; a parameter that holds none of the protocol's
+    choices (bool, int64, string; e.g. a Triton client's double) is None."""
+    out: dict[str, OipParam] = {}
+    for key, value in params.items():
+        choice = value.WhichOneof("parameter_choice")
+        out[key] = getattr(value, choice) if choice else None
+    return out
+
+
+def _params_to_proto(target: Any, params: Mapping[str, OipParam]) -> None:
+    for key, value in params.items():
+        if isinstance(value, bool):
+            target[key].bool_param = value
+        elif isinstance(value, int) and -(2**63) <= value < 2**63:
+            target[key].int64_param = value
+        elif isinstance(value, str):
+            target[key].string_param = value
+        else:
+            raise SerdeError(f"parameter {key!r}: {value!r} is not a bool, an int64 or a string")
+
+
+def _flat(data: Sequence[Any]) -> list[Any]:
+    out: list[Any] = []
+    for item in data:
+        out.extend(_flat(item) if isinstance(item, list | tuple) else [item])
+    return out
+
+
+def _contents_to_proto(target: Any, tensor: OipTensor, *, what: str) -> None:
+    if tensor.data is None:
+        return
+    field = _CONTENTS_FIELD_OF.get(tensor.datatype)
+    if field is None:
+        raise SerdeError(
+            f"{what} {tensor.name!r}: datatype {tensor.datatype!r} has no contents field"
+        )
+    try:
+        getattr(target.contents, field).extend(_flat(tensor.data))
+    except (TypeError, ValueError) as exc:
+        raise SerdeError(f"{what} {tensor.name!r}: data do not fit {field} ({exc})") from None
+
+
+def _contents_from_proto(
+    tensor: Any, raw: bytes | None, *, what: str
+) -> tuple[list[Any] | None, bytes | None]:
+    filled = [f for f in _CONTENTS_FIELDS if len(getattr(tensor.contents, f))]
+    if len(filled) > 1:
+        raise SerdeError(
+            f"{what} {tensor.name!r}: contents in more than one field ({', '.join(filled)})"
+        )
+    if filled and raw is not None:
+        raise SerdeError(f"{what} {tensor.name!r}: both contents and raw contents")
+    if not filled:
+        return None, raw
+    expected = _CONTENTS_FIELD_OF.get(tensor.datatype)
+    if filled[0] != expected:
+        held = f"held in {expected}" if expected else "held in raw contents only"
+        raise SerdeError(
+            f"{what} {tensor.name!r}: contents in {filled[0]}, but datatype "
+            f"{tensor.datatype[:16]!r} is {held}"
+        )
+    return list(getattr(tensor.contents, filled[0])), None
+
+
+def _raws(tensors: Sequence[OipTensor], *, what: str) -> list[bytes]:
+    """Every tensor's raw bytes, or none: the protocol's raw contents are all-or-nothing."""
+    raws = [t.raw for t in tensors if t.raw is not None]
+    if raws and len(raws) != len(tensors):
+        raise SerdeError(
+            f"{what}s: raw contents for some tensors only ({len(raws)} of {len(tensors)})"
+        )
+    return raws
+
+
+def _tensor_from_proto(msg: Any, raw: bytes | None, *, what: str) -> OipTensor:
+    data, raw = _contents_from_proto(msg, raw, what=what)
+    return OipTensor(
+        name=msg.name,
+        datatype=msg.datatype,
+        shape=tuple(int(d) for d in msg.shape),
+        parameters=oip_params_from_proto(msg.parameters),
+        data=data,
+        raw=raw,
+    )
+
+
+def _raw_for(raws: Sequence[bytes], count: int, *, what: str) -> list[bytes | None]:
+    if raws and len(raws) != count:
+        raise SerdeError(f"{len(raws)} raw contents for {count} {what}s")
+    return list(raws) if raws else [None] * count
+
+
+def oip_infer_request_from_proto(msg: oip_pb2.ModelInferRequest) -> OipInferRequest:
+    """A ModelInferRequest in its transport-free form; each input's elements are its contents
+    field or its entry of ``raw_input_contents``. SerdeError when they contradict each other
+    (contents in two fields, or in the field of another datatype, raw and contents together, a
+    raw entry count other than the input count); whether the elements fit the shape is the
+    receiver's check."""
+    raws = _raw_for(list(msg.raw_input_contents), len(msg.inputs), what="input")
+    return OipInferRequest(
+        model_name=msg.model_name,
+        model_version=msg.model_version,
+        id=msg.id,
+        parameters=oip_params_from_proto(msg.parameters),
+        inputs=tuple(
+            _tensor_from_proto(t, raw, what="input")
+            for t, raw in zip(msg.inputs, raws, strict=True)
+        ),
+        outputs=tuple(
+            OipRequestedOutput(name=o.name, parameters=oip_params_from_proto(o.parameters))
+            for o in msg.outputs
+        ),
+    )
+
+
+def oip_infer_request_to_proto(request: OipInferRequest) -> oip_pb2.ModelInferRequest:
+    """An inference request as its message: raw bytes in ``raw_input_contents`` (every input or
+    none), data in the contents field of each input's datatype."""
+    pb = _oip()
+    msg = pb.ModelInferRequest(
+        model_name=request.model_name, model_version=request.model_version, id=request.id
+    )
+    _params_to_proto(msg.parameters, request.parameters)
+    msg.raw_input_contents.extend(_raws(request.inputs, what="input"))
+    for tensor in request.inputs:
+        item = msg.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+        _params_to_proto(item.parameters, tensor.parameters)
+        _contents_to_proto(item, tensor, what="input")
+    for output in request.outputs:
+        _params_to_proto(msg.outputs.add(name=output.name).parameters, output.parameters)
+    return msg
+
+
+def oip_infer_response_to_proto(response: OipInferResponse) -> oip_pb2.ModelInferResponse:
+    """An inference response as its message: raw bytes in ``raw_output_contents`` (every output or
+    none: what tritonclient reads), data in the contents field of each output's datatype."""
+    pb = _oip()
+    msg = pb.ModelInferResponse(
+        model_name=response.model_name, model_version=response.model_version, id=response.id
+    )
+    _params_to_proto(msg.parameters, response.parameters)
+    msg.raw_output_contents.extend(_raws(response.outputs, what="output"))
+    for tensor in response.outputs:
+        item = msg.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+        _params_to_proto(item.parameters, tensor.parameters)
+        _contents_to_proto(item, tensor, what="output")
+    return msg
+
+
+def oip_infer_response_from_proto(msg: oip_pb2.ModelInferResponse) -> OipInferResponse:
+    """A ModelInferResponse in its transport-free form (SerdeError as for requests)."""
+    raws = _raw_for(list(msg.raw_output_contents), len(msg.outputs), what="output")
+    return OipInferResponse(
+        model_name=msg.model_name,
+        model_version=msg.model_version,
+        id=msg.id,
+        parameters=oip_params_from_proto(msg.parameters),
+        outputs=tuple(
+            _tensor_from_proto(t, raw, what="output")
+            for t, raw in zip(msg.outputs, raws, strict=True)
+        ),
+    )
+
+
+def oip_model_ref_from_proto(msg: Any) -> tuple[str, str]:
+    """(name, version) of a ModelReadyRequest or ModelMetadataRequest; version "" when not given."""
+    return msg.name, msg.version
+
+
+def oip_server_live_to_proto(live: bool) -> oip_pb2.ServerLiveResponse:
+    """A ServerLiveResponse."""
+    return _oip().ServerLiveResponse(live=live)
+
+
+def oip_server_ready_to_proto(ready: bool) -> oip_pb2.ServerReadyResponse:
+    """A ServerReadyResponse."""
+    return _oip().ServerReadyResponse(ready=ready)
+
+
+def oip_model_ready_to_proto(ready: bool) -> oip_pb2.ModelReadyResponse:
+    """A ModelReadyResponse."""
+    return _oip().ModelReadyResponse(ready=ready)
+
+
+def oip_server_metadata_to_proto(meta: OipServerMetadata) -> oip_pb2.ServerMetadataResponse:
+    """A ServerMetadataResponse."""
+    return _oip().ServerMetadataResponse(
+        name=meta.name, version=meta.version, extensions=list(meta.extensions)
+    )
+
+
+def oip_server_metadata_from_proto(msg: oip_pb2.ServerMetadataResponse) -> OipServerMetadata:
+    """A ServerMetadataResponse as :class:`OipServerMetadata`."""
+    return OipServerMetadata(name=msg.name, version=msg.version, extensions=tuple(msg.extensions))
+
+
+def oip_model_metadata_to_proto(meta: OipModelMetadata) -> oip_pb2.ModelMetadataResponse:
+    """A ModelMetadataResponse."""
+    pb = _oip()
+    tensor = pb.ModelMetadataResponse.TensorMetadata
+    return pb.ModelMetadataResponse(
+        name=meta.name,
+        versions=list(meta.versions),
+        platform=meta.platform,
+        inputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in meta.inputs],
+        outputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in meta.outputs],
+    )
+
+
+def oip_model_metadata_from_proto(msg: oip_pb2.ModelMetadataResponse) -> OipModelMetadata:
+    """A ModelMetadataResponse as :class:`OipModelMetadata`."""
+
+    def meta(t: Any) -> OipTensorMeta:
+        return OipTensorMeta(name=t.name, datatype=t.datatype, shape=tuple(t.shape))
+
+    return OipModelMetadata(
+        name=msg.name,
+        versions=tuple(msg.versions),
+        platform=msg.platform,
+        inputs=tuple(meta(t) for t in msg.inputs),
+        outputs=tuple(meta(t) for t in msg.outputs),
+    )

@@ -5,12 +5,16 @@ use this module; it imports nothing but the standard library.
 Defense and attack names are plain strings on the wire (``DefenseName``, ``AttackName``): the
 server's registries own the lists (``GET /openapi.json`` documents the defenses a server serves;
 an unknown name is a 400 that lists the known ones), so a newer server's defense needs no new
-client."""
+client.
+
+The ``Oip*`` types are the Open Inference Protocol v2 (KServe / Triton "v2") messages in a form
+free of any transport: :mod:`copur_client.serde` converts them to and from the gRPC messages of
+``inference.GRPCInferenceService``; the fusion center reads and writes their JSON form itself."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final, TypeAlias, TypedDict
+from typing import Any, Final, TypeAlias, TypedDict
 
 __all__ = [
     "DEFAULT_DEFENSE",
@@ -18,6 +22,14 @@ __all__ = [
     "AttackName",
     "Certificate",
     "DefenseName",
+    "OipInferRequest",
+    "OipInferResponse",
+    "OipModelMetadata",
+    "OipParam",
+    "OipRequestedOutput",
+    "OipServerMetadata",
+    "OipTensor",
+    "OipTensorMeta",
     "ParamValue",
     "PartyInfo",
     "PolicySpec",
@@ -101,3 +113,83 @@ class Prediction:
     missing_parties: list[int]
     defense: DefenseName
     certificate: Certificate | None = field(default=None)
+
+
+OipParam: TypeAlias = bool | int | float | str | None
+"""An Open Inference Protocol parameter's value: a JSON scalar, or (gRPC) the ``bool``, ``int64``
+or ``string`` choice of an ``InferParameter``; None when a gRPC parameter holds none of them."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class OipTensor:
+    """One tensor of an inference request or response. Its elements are either ``data`` (the
+    JSON form: row-major, flat or nested lists) or ``raw`` (the binary form: the row-major elements
+    little-endian without padding, BOOL one byte each), or neither when the sender gave none.
+    Nothing here checks that they agree with ``datatype`` and ``shape``: the receiver does."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    parameters: dict[str, OipParam] = field(default_factory=dict)
+    data: list[Any] | None = None
+    raw: bytes | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class OipRequestedOutput:
+    """An output a request asks for, with its parameters (e.g. ``binary_data``)."""
+
+    name: str
+    parameters: dict[str, OipParam] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OipInferRequest:
+    """An inference request. ``outputs`` empty: every output the model produces."""
+
+    model_name: str
+    model_version: str = ""
+    id: str = ""
+    parameters: dict[str, OipParam] = field(default_factory=dict)
+    inputs: tuple[OipTensor, ...] = ()
+    outputs: tuple[OipRequestedOutput, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class OipInferResponse:
+    """An inference response: the model that answered, the request's id and the outputs."""
+
+    model_name: str
+    model_version: str = ""
+    id: str = ""
+    parameters: dict[str, OipParam] = field(default_factory=dict)
+    outputs: tuple[OipTensor, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class OipTensorMeta:
+    """A model input's or output's name, datatype and shape (-1: a variable dimension)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class OipModelMetadata:
+    """What a model takes and gives: its name, versions, platform, inputs and outputs."""
+
+    name: str
+    versions: tuple[str, ...]
+    platform: str
+    inputs: tuple[OipTensorMeta, ...]
+    outputs: tuple[OipTensorMeta, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class OipServerMetadata:
+    """The server's name, version and the protocol extensions it supports."""
+
+    name: str
+    version: str
+    extensions: tuple[str, ...]

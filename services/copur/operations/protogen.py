@@ -1,4 +1,6 @@
-"""Generate the gRPC stubs from ``proto/`` into ``clients/copur_client/v1`` (``make proto``).
+"""``make proto``: generate the gRPC stubs from ``proto/`` into ``clients/copur_client/v1``
+(package ``copur.v1``) and ``clients/copur_client/oip`` (the Open Inference Protocol v2, package
+``inference``).
 
 ``generate(out)`` is also what the staleness test runs, into a temporary directory, to compare.
 """

@@ -5,5 +5,5 @@ HTTP app kit (:mod:`.webkit`), readiness probes, the cluster topology, mutual TL
 The wire format itself (stubs and :mod:`copur_client.serde`) lives in the client package.
 
 May import: :mod:`copur.errors`, :mod:`copur.transport` and the client package's wire layer
-(``copur_client.serde``, ``copur_client.wire``, ``copur_client.v1``); never the science, a role,
-operations or evaluation. ``tests/test_layout.py`` enforces it."""
+(``copur_client.serde``, ``copur_client.wire``, ``copur_client.v1``, ``copur_client.oip``); never
+the science, a role, operations or evaluation. ``tests/test_layout.py`` enforces it."""

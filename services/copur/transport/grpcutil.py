@@ -48,7 +48,8 @@ class InvalidRequest(CopurError):
 
 
 class NotFound(CopurError):
-    """Unknown sample ids (the message names them)."""
+    """Something the request names does not exist: sample ids, a model or its version (the
+    message names them)."""
 
 
 class TooLarge(CopurError):

@@ -1,7 +1,7 @@
 """What the FastAPI apps (fusion center, adversary control) share at their boundary: domain
-errors as JSON ``{"detail": "<one line>"}`` with the status from
-:func:`copur.transport.grpcutil.http_status` (the one mapping), a bounded JSON body reader,
-and FastAPI's list-shaped validation errors folded to one line."""
+errors as JSON ``{"detail": "<one line>"}`` (``{"error": ...}`` where a protocol says so) with the
+status from :func:`copur.transport.grpcutil.http_status` (the one mapping), bounded body readers
+(raw bytes, JSON), and FastAPI's list-shaped validation errors folded to one line."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ __all__ = [
     "ErrorOut",
     "error_response",
     "install_error_handlers",
+    "is_json_media",
+    "media_type",
+    "parse_json",
+    "read_body",
     "read_json_body",
     "validation_detail",
 ]
@@ -54,15 +58,14 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def error_response(exc: CopurError) -> JSONResponse:
-    """``exc`` as its HTTP answer: status from the one mapping, one-line detail, the auth
-    headers."""
+def error_response(exc: CopurError, *, key: str = "detail") -> JSONResponse:
+    """``exc`` as its HTTP answer: status from the one mapping, the one-line message under ``key``
+    (``detail``; the Open Inference Protocol's routes say ``error``), the auth headers."""
     headers = dict(exc.headers) if isinstance(exc, AuthError) else None
-    return JSONResponse(
-        status_code=http_status(exc),
-        content={"detail": one_line(str(exc), MAX_DETAIL_CHARS)},
-        headers=headers,
-    )
+    # A client's text quoted in a message may hold lone surrogates (JSON's "\ud800"), which UTF-8
+    # cannot encode: they are written as escapes, never a 500.
+    text = one_line(str(exc), MAX_DETAIL_CHARS).encode("utf-8", "backslashreplace").decode()
+    return JSONResponse(status_code=http_status(exc), content={key: text}, headers=headers)
 
 
 def _where(loc: Sequence[Any]) -> str:
@@ -100,8 +103,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=422, content={"detail": validation_detail(exc.errors())})
 
 
-def _media_type(request: Request) -> str:
+def media_type(request: Request) -> str:
+    """The request's Content-Type without parameters, lowercase; "" when it has none."""
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def is_json_media(media: str) -> bool:
+    """True for ``application/json`` and the ``+json`` types."""
+    return media == "application/json" or media.endswith("+json")
 
 
 async def read_json_body(request: Request, max_bytes: int) -> Any:
@@ -109,11 +118,18 @@ async def read_json_body(request: Request, max_bytes: int) -> Any:
     (415), a declared or actual size over ``max_bytes`` (413; the body is never read past the
     limit); then an empty body, invalid JSON or absurd nesting (400). Every refusal is a
     domain error with a one-line message."""
-    media = _media_type(request)
-    if media != "application/json" and not media.endswith("+json"):
+    media = media_type(request)
+    if not is_json_media(media):
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, not {media or 'missing'}"
         )
+    return parse_json(await read_body(request, max_bytes))
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The request's body, whatever its media type: a declared or actual size over ``max_bytes``
+    is a 413 (the body is never read past the limit), a Content-Length that is not a number a
+    400."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.strip().isdigit():
@@ -127,10 +143,16 @@ async def read_json_body(request: Request, max_bytes: int) -> Any:
         body += chunk
         if len(body) > max_bytes:
             raise TooLarge(f"request body exceeds the limit of {max_bytes} bytes")
+    return bytes(body)
+
+
+def parse_json(body: bytes) -> Any:
+    """``body`` parsed as JSON; an empty body, invalid JSON or absurd nesting is a 400 with one
+    line."""
     if not body.strip():
         raise InvalidRequest("request body is empty (expected a JSON object)")
     try:
-        return json.loads(bytes(body))
+        return json.loads(body)
     except RecursionError:
         raise InvalidRequest("malformed JSON body: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError

@@ -8,6 +8,7 @@ import time
 import grpc
 
 from copur.errors import CopurError
+from copur.roles.fusion import oip_grpc
 from copur.roles.fusion.handler import FusionHandler
 from copur.transport.auth.grpcauth import BearerInterceptor
 from copur.transport.auth.guard import Authenticator
@@ -43,6 +44,9 @@ class FusionServicer(fusion_pb2_grpc.FusionServiceServicer):
             self.handler.observe("grpc", label, grpc_status(exc).name, started)
             await context.abort(grpc_status(exc), str(exc))
             raise
+        except Exception:  # a bug: counted as the INTERNAL it becomes, for the error-rate alert
+            self.handler.observe("grpc", label, "INTERNAL", started)
+            raise
         self.handler.observe("grpc", label, "OK", started)
         return predictions_to_proto(preds)
 
@@ -55,19 +59,27 @@ def fusion_grpc_server(
     auth: Authenticator | None,
 ) -> AioGrpcServer:
     """The fusion center's asyncio gRPC server on ``address`` (bound; CopurError when it cannot be):
-    Fusion Service, health (NOT_SERVING until told) and reflection. With ``tls`` it serves mTLS
-    only: callers must present a certificate signed by ``tls``'s CA (applications use the ``client``
-    key pair); None serves plaintext. ``auth``: Predict needs ``authorization: Bearer <key>``
-    metadata with scope ``predict`` (health and reflection stay open); None (``auth.mode: none``,
-    loopback only) leaves it open. Keyword and required: never open by omission."""
-    scopes: dict[str, Scope] = {f"/{SERVICE}/Predict": "predict"}
-    interceptors = [BearerInterceptor(auth, scopes)] if auth is not None else []
+    FusionService, the Open Inference Protocol's ``inference.GRPCInferenceService``
+    (:mod:`copur.roles.fusion.oip_grpc`), health (NOT_SERVING until told) and reflection. With
+    ``tls`` it serves mTLS only: callers must present a certificate signed by ``tls``'s CA
+    (applications use the ``client`` key pair); None serves plaintext. ``auth``: Predict,
+    ModelInfer and the two metadata methods need ``authorization: Bearer <key>`` metadata with
+    scope ``predict`` (health, reflection, ServerLive, ServerReady and ModelReady stay open); None
+    (``auth.mode: none``, loopback only) leaves it open. Keyword and required: never open by
+    omission."""
+    scopes: dict[str, Scope] = {f"/{SERVICE}/Predict": "predict", **oip_grpc.SCOPES}
+    interceptors = (
+        [BearerInterceptor(auth, scopes, open_methods=oip_grpc.OPEN_METHODS)]
+        if auth is not None
+        else []
+    )
     server = AioGrpcServer(
         name="fusion",
         address=address,
-        services=[SERVICE],
+        services=[SERVICE, oip_grpc.SERVICE],
         tls=tls,
         interceptors=interceptors,
     )
     fusion_pb2_grpc.add_FusionServiceServicer_to_server(FusionServicer(handler), server.server)
+    oip_grpc.add_oip_service(server.server, handler)
     return server

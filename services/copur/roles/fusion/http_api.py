@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Valida
 from copur import __version__
 from copur.errors import CopurError
 from copur.roles.fusion.handler import FusionHandler
+from copur.roles.fusion.oip_http import oip_router
 from copur.science.defenses import DEFENSES
 from copur.transport.auth.guard import Authenticator
 from copur.transport.auth.web import require
@@ -91,10 +92,26 @@ _PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
 _ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
     code: ERROR_RESPONSES[code] for code in (401, 403, 429)
 }
-_BODY_DOC = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": PredictBody.model_json_schema()}},
+
+
+def _body_doc(max_request_ids: int) -> dict[str, Any]:
+    """The documented request body of POST /v1/predict: :class:`PredictBody`'s schema with the
+    checks the handler makes on it (1..``max_request_ids`` distinct ids, a known defense), so that
+    a body the schema accepts is never refused for its shape."""
+    schema = PredictBody.model_json_schema()
+    ids = schema["properties"]["sample_ids"]
+    ids.update(minItems=1, maxItems=max_request_ids, uniqueItems=True)
+    defense = schema["properties"]["defense"]
+    for option in defense["anyOf"]:
+        if option.get("type") == "string":
+            option["enum"] = list(DEFENSES)
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+_METRICS_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The Prometheus text exposition format.",
+        "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
     }
 }
 
@@ -119,6 +136,7 @@ def create_http_app(handler: FusionHandler, *, auth: Authenticator | None) -> Fa
         "`/v1/parties`. Probes, metrics and these docs are open.",
     )
     install_error_handlers(app)
+    app.include_router(oip_router(handler, auth=auth))  # /v2: the Open Inference Protocol
     max_body = handler.node.max_body_bytes
 
     @app.post(
@@ -126,7 +144,7 @@ def create_http_app(handler: FusionHandler, *, auth: Authenticator | None) -> Fa
         response_model=PredictResponse,
         dependencies=require(auth, "predict"),
         responses=_PREDICT_ERRORS,
-        openapi_extra=_BODY_DOC,
+        openapi_extra=_body_doc(handler.node.max_request_ids),
     )
     async def predict(request: Request) -> dict[str, Any]:
         """Predict the samples' labels with the chosen defense; answers in request order."""
@@ -138,6 +156,9 @@ def create_http_app(handler: FusionHandler, *, auth: Authenticator | None) -> Fa
             preds = await handler.predict(list(body.sample_ids), body.defense, body.certify)
         except CopurError as exc:
             handler.observe("http", defense, str(http_status(exc)), started)
+            raise
+        except Exception:  # a bug: counted as the 500 it becomes, so the error-rate alert sees it
+            handler.observe("http", defense, "500", started)
             raise
         handler.observe("http", defense, "200", started)
         return {
@@ -167,7 +188,7 @@ def create_http_app(handler: FusionHandler, *, auth: Authenticator | None) -> Fa
         }
         return JSONResponse(status_code=200 if handler.ready else 503, content=body)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse, responses=_METRICS_DOC)
     async def metrics() -> PlainTextResponse:
         """Prometheus metrics (open: scrapers carry no key; counts only, no request data)."""
         return PlainTextResponse(

@@ -1,11 +1,11 @@
 """gRPC glue of the auth core: a server interceptor that demands ``authorization: Bearer <key>``
-metadata on every method except health and reflection (UNAUTHENTICATED, PERMISSION_DENIED,
-RESOURCE_EXHAUSTED with ``retry-after`` trailing metadata). Methods not in ``scopes`` need
-``admin``: new methods are closed."""
+metadata on every method except health, reflection and the methods a server names open
+(UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED with ``retry-after`` trailing metadata).
+Methods not in ``scopes`` need ``admin``: new methods are closed."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 import grpc
@@ -49,12 +49,19 @@ def _refusal(handler: grpc.RpcMethodHandler, exc: AuthError) -> grpc.RpcMethodHa
 
 class BearerInterceptor(grpc.aio.ServerInterceptor):
     """Checks every call's ``authorization`` metadata with ``auth`` for the scope ``scopes`` maps
-    its full method name to (``admin`` when unmapped); health and reflection stay open (probes
-    carry no key)."""
+    its full method name to (``admin`` when unmapped); health, reflection and the full method
+    names in ``open_methods`` (probes of another protocol) stay open: probes carry no key."""
 
-    def __init__(self, auth: Authenticator, scopes: Mapping[str, Scope]) -> None:
+    def __init__(
+        self,
+        auth: Authenticator,
+        scopes: Mapping[str, Scope],
+        *,
+        open_methods: Collection[str] = (),
+    ) -> None:
         self.auth = auth
         self.scopes = dict(scopes)
+        self.open_methods = frozenset(open_methods)
 
     async def intercept_service(
         self,
@@ -65,7 +72,7 @@ class BearerInterceptor(grpc.aio.ServerInterceptor):
         of the same kind that ends the call with the refusal's status."""
         method = handler_call_details.method
         handler = await continuation(handler_call_details)
-        if handler is None or method.startswith(OPEN_PREFIXES):
+        if handler is None or method.startswith(OPEN_PREFIXES) or method in self.open_methods:
             return handler
         try:
             self.auth.authorize(
