@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 BUNDLE ?= runs/mfeat
 CERTS  ?= runs/certs
 
-.PHONY: demo test lint install clean results perf soak proto report-png \
+.PHONY: demo test test-packages lint install clean results perf soak proto report-png \
         docker-packages docker-image compose-demo compose-faults test-containers
 
 $(BIN)/python:
@@ -29,8 +29,16 @@ lint: install
 	$(BIN)/ruff format --check services clients tests tools
 	$(BIN)/mypy
 
-test: lint
+test: lint test-packages
 	$(BIN)/pytest -q
+
+# What `make test` needs from Debian: promtool and prometheus (the alert rules' checks and the live alert test) and
+# chromium (the scenario report rendered in a real browser); installed only when missing.
+test-packages:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v chromium >/dev/null || { \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus chromium \
+	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	       prometheus chromium; }; }
 
 # The container tests (tests/containers, marker `containers`): the image built offline, a real docker compose
 # bring-up, predictions, a live attack and container faults; the second step of .ci/run.
@@ -90,7 +98,7 @@ perf: install $(BUNDLE)/bank.safetensors $(CERTS)/ca.pem $(CERTS)/api-keys.json
 soak: install
 	$(BIN)/pytest -q tests/cluster/test_soak.py
 
-# Regenerate the checked-in gRPC stubs (clients/copur_client/v1/*_pb2*.py[i]) from proto/.
+# Regenerate the checked-in gRPC stubs (clients/copur_client/{v1,oip}/*_pb2*.py[i]) from proto/.
 proto: install
 	$(BIN)/python -m copur.operations.protogen
 
@@ -124,3 +132,13 @@ compose-demo: install docker-packages
 # under load), measured on the default compose cluster.
 compose-faults: install docker-packages
 	$(BIN)/copur compose faults --markdown docs/OPERATIONS.md
+
+# The monitoring files alone (docs/OPERATIONS.md, "Monitoring"): the alert rules checked and unit-tested with
+# promtool, both example scrape configurations checked, the Kubernetes ConfigMap copies current.
+.PHONY: rules-check
+rules-check: install test-packages
+	promtool check rules deploy/prometheus/rules.yml
+	cd deploy/prometheus && promtool test rules tests.yml
+	promtool check config deploy/prometheus/prometheus.yml
+	promtool check config deploy/prometheus/prometheus-k8s.yml
+	$(BIN)/python tools/k8s_monitoring.py --check

@@ -9,6 +9,7 @@ from copur_client.errors import (
     RateLimited,
     ServerError,
     Timeout,
+    TlsError,
     Unauthorized,
     Unavailable,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "RateLimited",
     "ServerError",
     "Timeout",
+    "TlsError",
     "Unauthorized",
     "Unavailable",
     "predict_command",

@@ -14,6 +14,7 @@ __all__ = [
     "RateLimited",
     "ServerError",
     "Timeout",
+    "TlsError",
     "Unauthorized",
     "Unavailable",
 ]
@@ -80,3 +81,9 @@ class ServerError(CopurClientError):
 
 class Timeout(CopurClientError):
     """No answer within the client's timeout."""
+
+
+class TlsError(CopurClientError):
+    """The server's certificate did not verify (not signed by the trusted CA, or not for the host
+    dialled), the CA file cannot be read, or the server does not speak TLS: never retried, since
+    retrying the same server cannot help."""

@@ -3,13 +3,17 @@ adversary.
 
 Both send an API key as ``Authorization: Bearer <key>``: given as ``api_key=`` (``admin_key=``
 for admin operations), else from ``$COPUR_API_KEY`` (``$COPUR_ADMIN_KEY``); an empty string sends
-none."""
+none. Over ``https://`` both verify the server's certificate against ``ca_file=`` (else
+``$COPUR_CA_FILE``, else the system's trust store): a cluster's front doors carry certificates
+of its own CA (``ca.pem`` of ``copur certs init``)."""
 
 from __future__ import annotations
 
 import operator
 import os
+import ssl
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -23,6 +27,7 @@ from copur_client.errors import (
     RateLimited,
     ServerError,
     Timeout,
+    TlsError,
     Unauthorized,
     Unavailable,
 )
@@ -32,14 +37,41 @@ from copur_client.wire import Certificate, Prediction, one_line
 __all__ = [
     "ADMIN_KEY_ENV",
     "API_KEY_ENV",
+    "CA_FILE_ENV",
     "AdversaryControl",
     "FusionClient",
     "prediction_from_json",
     "resolve_key",
+    "tls_verify",
 ]
 
 API_KEY_ENV = "COPUR_API_KEY"
 ADMIN_KEY_ENV = "COPUR_ADMIN_KEY"
+CA_FILE_ENV = "COPUR_CA_FILE"
+
+
+def tls_verify(url: str, ca_file: str | Path | None) -> ssl.SSLContext | bool:
+    """How to verify ``url``'s server: a context trusting only ``ca_file`` (else
+    ``$COPUR_CA_FILE``) when one is named, else True (the system's trust store). An unreadable or
+    malformed CA file is a :class:`TlsError` naming it."""
+    path = ca_file if ca_file is not None else os.environ.get(CA_FILE_ENV) or None
+    if path is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise TlsError(url, f"cannot use CA file {path}: {why}") from None
+
+
+def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error under an httpx transport error (certificate not verified, not TLS), if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def resolve_key(explicit: str | None, env_var: str) -> str | None:
@@ -129,6 +161,7 @@ class _HttpBase:
         backoff_s: float,
         rate_retries: int = 0,
         max_backoff_s: float = MAX_BACKOFF_S,
+        ca_file: str | Path | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.policy = RetryPolicy(
@@ -137,7 +170,9 @@ class _HttpBase:
             max_backoff_s=max_backoff_s,
             rate_retries=rate_retries,
         )
-        self._client = httpx.Client(base_url=self.url, timeout=timeout)
+        self._client = httpx.Client(
+            base_url=self.url, timeout=timeout, verify=tls_verify(self.url, ca_file)
+        )
 
     @property
     def retries(self) -> int:
@@ -158,6 +193,13 @@ class _HttpBase:
                 endpoint, f"no answer within the timeout ({type(exc).__name__})"
             ) from None
         except httpx.ConnectError as exc:
+            tls = _tls_failure(exc)
+            if isinstance(tls, ssl.SSLCertVerificationError):
+                why = f"the server's certificate did not verify ({tls.verify_message})"
+                hint = f"; trust its CA with ca_file= or ${CA_FILE_ENV}"
+                raise TlsError(endpoint, f"TLS failed: {why}{hint}") from None
+            if tls is not None:
+                raise TlsError(endpoint, f"TLS failed: {tls.reason or tls}") from None
             raise _Refused(endpoint, f"cannot connect: {exc or type(exc).__name__}") from None
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
             raise _Refused(endpoint, f"connection lost: {exc or type(exc).__name__}") from None
@@ -252,6 +294,7 @@ class FusionClient(_HttpBase):
         admin_key: str | None = None,
         rate_retries: int = 2,
         max_backoff_s: float = MAX_BACKOFF_S,
+        ca_file: str | Path | None = None,
     ) -> None:
         super().__init__(
             url,
@@ -260,6 +303,7 @@ class FusionClient(_HttpBase):
             backoff_s=backoff_s,
             rate_retries=rate_retries,
             max_backoff_s=max_backoff_s,
+            ca_file=ca_file,
         )
         admin = resolve_key(admin_key, ADMIN_KEY_ENV)
         self.api_key = resolve_key(api_key, API_KEY_ENV) or admin  # an admin key may predict too
@@ -320,8 +364,15 @@ class AdversaryControl(_HttpBase):
     """An adversary's control endpoint: read and switch its policy (admin operations: ``api_key``
     defaults to ``$COPUR_ADMIN_KEY``). Nothing is retried."""
 
-    def __init__(self, url: str, *, timeout: float = 10.0, api_key: str | None = None) -> None:
-        super().__init__(url, timeout=timeout, retries=0, backoff_s=0.0)
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 10.0,
+        api_key: str | None = None,
+        ca_file: str | Path | None = None,
+    ) -> None:
+        super().__init__(url, timeout=timeout, retries=0, backoff_s=0.0, ca_file=ca_file)
         self.api_key = resolve_key(api_key, ADMIN_KEY_ENV)
 
     def get_policy(self) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 from copur_client.errors import CopurClientError
@@ -89,20 +90,22 @@ def predict_command(
     tls: TlsPaths | None = None,
     *,
     api_key: str | None = None,
+    ca_file: str | Path | None = None,
 ) -> tuple[int, str]:
     """Predict ``ids`` over HTTP at ``url`` (or over gRPC at ``grpc_target`` when given, mTLS
     with ``tls``).
 
     Returns (exit code, text to print): 0 and the table (or the JSON answer when ``as_json``), or
     2 and one line ``error: ...`` when the call fails. ``api_key``: the Bearer key (default
-    ``$COPUR_API_KEY``)."""
+    ``$COPUR_API_KEY``); ``ca_file``: the CA that verifies an ``https://`` ``url`` (default
+    ``$COPUR_CA_FILE``, else the system's trust store)."""
     try:
         if grpc_target:
             with GrpcFusionClient(grpc_target, tls=tls, api_key=api_key) as grpc_client:
                 preds = grpc_client.predict(ids, defense=defense, certify=certify)
             return 0, (json.dumps(predictions_json(preds)) if as_json else predictions_table(preds))
         with FusionClient(
-            url, api_key=api_key, retries=2
+            url, api_key=api_key, retries=2, ca_file=ca_file
         ) as client:  # a person is waiting: fail fast
             if as_json:
                 return 0, json.dumps(client.predict_json(ids, defense=defense, certify=certify))

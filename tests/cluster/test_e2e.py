@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -29,6 +30,7 @@ from copur.science.data import load_dataset
 from copur.science.defenses import Engine
 from copur.transport.auth import dev_key
 from copur.transport.probe import probe_grpc
+from copur.transport.tls.certs import write_certs
 from copur.transport.tls.credentials import load_identity
 from copur.transport.topology import load_topology
 from copur_client.serde import predict_request_to_proto, predictions_from_proto
@@ -38,16 +40,25 @@ IDS = list(range(0, 2000, 25))  # 80 samples spread over the data set
 
 
 class Running:
+    """The cluster of ``copur up``: HTTPS front doors (the mtls topology's default), verified
+    against the cluster's CA by :attr:`http`."""
+
     def __init__(
-        self, proc: subprocess.Popen[str], log_dir: Path, topology: dict, keys_file: str
+        self,
+        proc: subprocess.Popen[str],
+        log_dir: Path,
+        topology: dict,
+        keys_file: str,
+        ca: Path,
     ) -> None:
-        self.proc, self.log_dir, self.topology = proc, log_dir, topology
+        self.proc, self.log_dir, self.topology, self.ca = proc, log_dir, topology, ca
         # The development keys beside the keys file the cluster loaded (`copur keys init`).
         self.predict_auth = {"Authorization": f"Bearer {dev_key(keys_file, 'predict')}"}
         self.admin_auth = {"Authorization": f"Bearer {dev_key(keys_file, 'admin')}"}
-        self.url = f"http://127.0.0.1:{topology['fusion']['http_port']}"
+        self.url = f"https://127.0.0.1:{topology['fusion']['http_port']}"
         self.grpc = f"127.0.0.1:{topology['fusion']['grpc_port']}"
-        self.control = f"http://127.0.0.1:{topology['adversaries'][0]['control_port']}"
+        self.control = f"https://127.0.0.1:{topology['adversaries'][0]['control_port']}"
+        self.http = httpx.Client(verify=ssl.create_default_context(cafile=str(ca)), timeout=60)
         self.killed: list[str] = []
 
     def state(self) -> dict:
@@ -55,9 +66,7 @@ class Running:
 
     def predict(self, ids: list[int], defense: str, **extra: object) -> httpx.Response:
         body = {"sample_ids": ids, "defense": defense, **extra}
-        return httpx.post(
-            f"{self.url}/v1/predict", json=body, headers=self.predict_auth, timeout=60
-        )
+        return self.http.post(f"{self.url}/v1/predict", json=body, headers=self.predict_auth)
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +105,12 @@ def running(
     assert any("cluster ready" in ln for ln in lines), "".join(lines) + (
         proc.stderr.read() if proc.stderr else ""
     )
-    run = Running(proc, log_dir, topology, load_topology(config).auth.keys_file)
+    run = Running(
+        proc, log_dir, topology, load_topology(config).auth.keys_file, cluster_tls / "ca.pem"
+    )
     pids = list(run.state()["pids"].values())
     yield run
+    run.http.close()
     # `copur down` stops everything the launcher started.
     down = subprocess.run(
         [sys.executable, "-m", "copur", "down", "--log-dir", str(log_dir)],
@@ -194,15 +206,11 @@ def test_live_flip_through_the_adversary(running: Running, offline) -> None:
     offline_copur = _accuracy(engine.defense("copur").predict(hh, obs).labels.numpy(), y)
 
     flip = {"attack": "flip", "params": {"amp": 10}}
-    put = httpx.put(
-        f"{running.control}/v1/policy", json=flip, headers=running.admin_auth, timeout=10
-    )
+    put = running.http.put(f"{running.control}/v1/policy", json=flip, headers=running.admin_auth)
     none = running.predict(IDS, "none").json()["predictions"]
     copur = running.predict(IDS, "copur").json()["predictions"]
     none_policy = {"attack": "none", "params": {}}
-    httpx.put(
-        f"{running.control}/v1/policy", json=none_policy, headers=running.admin_auth, timeout=10
-    )
+    running.http.put(f"{running.control}/v1/policy", json=none_policy, headers=running.admin_auth)
 
     assert put.status_code == 200, put.text
     assert _accuracy([p["label"] for p in none], y) < 0.5
@@ -218,10 +226,10 @@ def test_a_killed_party_is_a_missing_block_and_is_reported(running: Running, off
     running.killed.append("party-3")
     time.sleep(1.0)
     answer = running.predict(IDS, "copur")
-    parties = httpx.get(f"{running.url}/v1/parties", headers=running.admin_auth, timeout=10).json()[
+    parties = running.http.get(f"{running.url}/v1/parties", headers=running.admin_auth).json()[
         "parties"
     ]
-    metrics = httpx.get(f"{running.url}/metrics", timeout=10).text
+    metrics = running.http.get(f"{running.url}/metrics").text
 
     assert answer.status_code == 200, answer.text
     preds = answer.json()["predictions"]
@@ -241,9 +249,7 @@ def test_bad_requests_are_4xx_with_a_message(running: Running) -> None:
     ]
 
     for body, status, text in cases:
-        r = httpx.post(
-            f"{running.url}/v1/predict", json=body, headers=running.predict_auth, timeout=10
-        )
+        r = running.http.post(f"{running.url}/v1/predict", json=body, headers=running.predict_auth)
         assert r.status_code == status and text in r.json()["detail"], (body, r.status_code, r.text)
 
 
@@ -253,12 +259,10 @@ def test_every_front_door_demands_a_key(running: Running) -> None:
     body = {"sample_ids": [1], "defense": "none"}
 
     # Execute
-    anonymous = httpx.post(f"{running.url}/v1/predict", json=body, timeout=10)
-    parties = httpx.get(f"{running.url}/v1/parties", headers=running.predict_auth, timeout=10)
-    control = httpx.get(f"{running.control}/v1/policy", timeout=10)
-    control_predict = httpx.get(
-        f"{running.control}/v1/policy", headers=running.predict_auth, timeout=10
-    )
+    anonymous = running.http.post(f"{running.url}/v1/predict", json=body)
+    parties = running.http.get(f"{running.url}/v1/parties", headers=running.predict_auth)
+    control = running.http.get(f"{running.control}/v1/policy")
+    control_predict = running.http.get(f"{running.control}/v1/policy", headers=running.predict_auth)
     request = predict_request_to_proto([1], "none", False)
     with (
         grpc.secure_channel(running.grpc, client.channel_credentials()) as channel,
@@ -276,7 +280,7 @@ _CLIENT_ONLY = """
 import importlib.util, json, sys
 from copur_client import FusionClient, GrpcFusionClient, GrpcTls
 url, target, tls_dir, ids = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
-with FusionClient(url) as client:
+with FusionClient(url, ca_file=f"{tls_dir}/ca.pem") as client:
     over_http = [p.label for p in client.predict(ids, defense="copur")]
 with GrpcFusionClient(target, tls=GrpcTls.from_dir(tls_dir)) as client:
     over_grpc = [p.label for p in client.predict(ids, defense="copur")]
@@ -344,3 +348,147 @@ def test_the_client_package_alone_predicts_over_http_and_grpc(
     assert answer == {"http": expected, "grpc": expected, "server_side": []}
     names = {p["name"].lower() for p in json.loads(installed.stdout)}
     assert "copur-client" in names and not names & {"torch", "copur", "fastapi", "uvicorn"}
+
+
+def _other_ca_pair(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA that is not the cluster's and a client key pair it signed: (ca, cert, key) files."""
+    write_certs(folder, ["client"], force=True)
+    return folder / "ca.pem", folder / "client.pem", folder / "client-key.pem"
+
+
+@pytest.mark.parametrize("door", ["fusion", "adversary control"])
+def test_https_front_doors_refuse_plain_http_and_untrusted_certificates(
+    running: Running, cluster_tls: Path, tmp_path: Path, door: str
+) -> None:
+    # Prepare: the door's https:// URL and probe path, a second CA with a client key pair of its own
+    base = running.url if door == "fusion" else running.control
+    url = f"{base}/readyz"
+    other_ca, other_cert, other_key = _other_ca_pair(tmp_path / "other")
+    ours = ssl.create_default_context(cafile=str(cluster_tls / "ca.pem"))
+    ours_with_cert = ssl.create_default_context(cafile=str(cluster_tls / "ca.pem"))
+    ours_with_cert.load_cert_chain(cluster_tls / "client.pem", cluster_tls / "client-key.pem")
+    foreign_client = ssl.create_default_context(cafile=str(cluster_tls / "ca.pem"))
+    foreign_client.load_cert_chain(other_cert, other_key)
+    trusting_other = ssl.create_default_context(cafile=str(other_ca))
+
+    # Execute
+    verified = httpx.get(url, verify=ours, timeout=10)
+    with_our_cert = httpx.get(url, verify=ours_with_cert, timeout=10)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(url.replace("https://", "http://"), timeout=10)  # plain HTTP: no answer
+    with pytest.raises(httpx.ConnectError) as untrusted_server:
+        httpx.get(url, verify=trusting_other, timeout=10)  # the client refuses the server
+    with pytest.raises(httpx.TransportError) as untrusted_client:
+        httpx.get(url, verify=foreign_client, timeout=10)  # the server refuses the client
+
+    # Assert: HTTPS with the cluster's CA answers (with or without a client certificate); plain
+    # HTTP, a server certificate of another CA and a client certificate of another CA do not
+    assert (verified.status_code, with_our_cert.status_code) == (200, 200)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(untrusted_server.value)
+    assert "disconnected" in str(untrusted_client.value) or "alert" in str(untrusted_client.value)
+
+
+def test_copur_predict_works_over_https_and_refuses_an_unverified_server(
+    running: Running, cluster_tls: Path
+) -> None:
+    # Prepare: the labels the server answers for a few ids; the CLI's environment with a key
+    ids = IDS[:5]
+    expected = [p["label"] for p in running.predict(ids, "copur").json()["predictions"]]
+    env = {
+        **os.environ,
+        "COPUR_API_KEY": running.predict_auth["Authorization"].removeprefix("Bearer "),
+    }
+    env.pop("COPUR_TLS_DIR", None)
+    env.pop("COPUR_CA_FILE", None)
+    command = [sys.executable, "-m", "copur", "predict", "--url", running.url, "--json"]
+    ids_args = [str(i) for i in ids]
+
+    # Execute: with the cluster's CA (from --tls-dir), then with the system's trust store only
+    trusted = subprocess.run(
+        [*command, "--tls-dir", str(cluster_tls), "--defense", "copur", *ids_args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    untrusted = subprocess.run(
+        [*command, "--defense", "copur", *ids_args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+    # Assert: the same labels over HTTPS; an unverified server is one line naming the TLS failure
+    assert trusted.returncode == 0, trusted.stderr
+    labels = [p["label"] for p in json.loads(trusted.stdout)["predictions"]]
+    assert labels == expected
+    assert untrusted.returncode == 2
+    assert untrusted.stderr.count("\n") == 1 and "TLS failed" in untrusted.stderr, untrusted.stderr
+    assert "the server's certificate did not verify" in untrusted.stderr
+
+
+_TRITON = """
+import json, sys
+import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+
+http_addr, grpc_addr, certs, key, ids = sys.argv[1:4] + [sys.argv[4], json.loads(sys.argv[5])]
+headers = lambda: {"authorization": f"Bearer {key}"}  # tritonclient writes into the dict it gets
+answers = {}
+http = httpclient.InferenceServerClient(
+    http_addr, ssl=True, ssl_options={"ca_certs": f"{certs}/ca.pem"}
+)
+tensor = httpclient.InferInput("sample_ids", [len(ids)], "INT64")
+tensor.set_data_from_numpy(np.asarray(ids, dtype=np.int64))
+result = http.infer("copur", [tensor], parameters={"defense": "copur"}, headers=headers())
+answers["http"] = [result.as_numpy("label").tolist(), result.as_numpy("flagged").tolist()]
+answers["http_ready"] = http.is_model_ready("copur")
+grpc = grpcclient.InferenceServerClient(
+    grpc_addr, ssl=True, root_certificates=f"{certs}/ca.pem",
+    private_key=f"{certs}/client-key.pem", certificate_chain=f"{certs}/client.pem",
+)
+tensor = grpcclient.InferInput("sample_ids", [len(ids)], "INT64")
+tensor.set_data_from_numpy(np.asarray(ids, dtype=np.int64))
+result = grpc.infer("copur", [tensor], parameters={"defense": "copur"}, headers=headers())
+answers["grpc"] = [result.as_numpy("label").tolist(), result.as_numpy("flagged").tolist()]
+print(json.dumps(answers))
+"""
+
+
+def test_tritonclient_over_https_and_mtls_agrees_with_v1_under_a_live_attack(
+    running: Running, cluster_tls: Path
+) -> None:
+    # Prepare: party 1's adversary flips its block x10; what /v1/predict answers for the ids
+    ids = IDS[:40]
+    flip = {"attack": "flip", "params": {"amp": 10}}
+    put = running.http.put(f"{running.control}/v1/policy", json=flip, headers=running.admin_auth)
+    try:
+        v1 = running.predict(ids, "copur").json()["predictions"]
+        key = running.predict_auth["Authorization"].removeprefix("Bearer ")
+        http_addr = running.url.removeprefix("https://")
+
+        # Execute: tritonclient (HTTP over HTTPS with the cluster's CA, gRPC over mTLS), in a
+        # process of its own (its gRPC stubs and ours define the same protobuf names)
+        args = [http_addr, running.grpc, str(cluster_tls), key, json.dumps(ids)]
+        done = subprocess.run(
+            [sys.executable, "-c", _TRITON, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        none = {"attack": "none", "params": {}}
+        running.http.put(f"{running.control}/v1/policy", json=none, headers=running.admin_auth)
+
+    # Assert: the same labels and flags as /v1 over both transports, and party 1 flagged
+    assert put.status_code == 200, put.text
+    assert done.returncode == 0, done.stderr[-2000:]
+    answers = json.loads(done.stdout)
+    labels = [p["label"] for p in v1]
+    flagged = [[m in p["flagged_parties"] for m in range(6)] for p in v1]
+    assert answers["http_ready"] is True
+    assert answers["http"] == [labels, flagged]
+    assert answers["grpc"] == [labels, flagged]
+    assert np.mean([row[1] for row in flagged]) >= 0.9

@@ -24,10 +24,10 @@ pytestmark = pytest.mark.containers
 REPO = Path(__file__).resolve().parents[2]
 
 TOPOLOGY = load_topology(REPO / "deploy" / "cluster.yaml", env={})
-URL = f"http://127.0.0.1:{TOPOLOGY.fusion.http_port}"
+URL = f"https://127.0.0.1:{TOPOLOGY.fusion.http_port}"  # HTTPS: tls.http follows mtls
 GRPC = f"127.0.0.1:{TOPOLOGY.fusion.grpc_port}"
 ADVERSARY = TOPOLOGY.adversaries[0]
-CONTROL = f"http://127.0.0.1:{ADVERSARY.control_port}"
+CONTROL = f"https://127.0.0.1:{ADVERSARY.control_port}"
 DEADLINE_MS = TOPOLOGY.fusion.deadline_ms
 
 
@@ -38,6 +38,7 @@ def fusion(compose: ComposeSession) -> Iterator[FusionClient]:
         timeout=60,
         api_key=compose.access.key("predict"),
         admin_key=compose.access.key("admin"),
+        ca_file=compose.access.ca,
     )
     yield client
     client.close()
@@ -92,7 +93,9 @@ def test_an_adversary_switched_live_breaks_none_and_not_copur(
 ) -> None:
     # Prepare
     ids, labels = samples
-    control = AdversaryControl(CONTROL, api_key=compose.access.key("admin"))
+    control = AdversaryControl(
+        CONTROL, api_key=compose.access.key("admin"), ca_file=compose.access.ca
+    )
 
     def accuracy(defense: str) -> float:
         return float(np.mean([p.label for p in fusion.predict(ids, defense=defense)] == labels))
@@ -120,7 +123,13 @@ def faults(
     compose: ComposeSession, fusion: FusionClient, samples: tuple[list[int], np.ndarray]
 ) -> dict[str, FaultResult]:
     ids, _ = samples
-    with Load(URL, api_key=compose.access.key("predict"), ids=ids, concurrency=4) as load:
+    with Load(
+        URL,
+        api_key=compose.access.key("predict"),
+        ids=ids,
+        concurrency=4,
+        ca_file=compose.access.ca,
+    ) as load:
         results = run_faults(
             compose.project, container_faults(party=3), load, parties=fusion.parties
         )

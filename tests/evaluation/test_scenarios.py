@@ -306,6 +306,7 @@ def _run(name: str, cluster: Cluster, bundle: Path, out: Path) -> dict:
         cluster=cluster,
         out=out,
         progress=False,
+        ca_file=cluster.http_ca,
     ).to_json()
 
 

@@ -25,9 +25,11 @@ PLAINTEXT = ["--tls-mode", "plaintext"]
 
 
 class FakeHandler:
-    """What FusionServicer uses of FusionHandler: label = sample id % 10."""
+    """What the gRPC front door uses of FusionHandler (FusionService and the v2 servicer's
+    model): label = sample id % 10."""
 
     node = SimpleNamespace(default_defense="copur")
+    bundle = SimpleNamespace(manifest=SimpleNamespace(files={}, num_classes=10, num_parties=1))
 
     async def predict(self, ids: list[int], defense: str | None, certify: bool) -> list[Prediction]:
         return [
@@ -240,7 +242,5 @@ def test_cli_adversary_under_mtls_needs_its_party_index(tmp_path: Path) -> None:
 
     # Assert
     assert result.exit_code == 2
-    assert (
-        result.output.strip()
-        == "error: --party is required with mTLS: it picks the certificate adversary-<party>"
-    )
+    expected = "--party is required with mTLS or HTTPS: it picks the certificate adversary-<party>"
+    assert result.output.strip() == f"error: {expected}"

@@ -164,7 +164,10 @@ def predict(
     _ids_marker: Annotated[
         bool, typer.Option("--ids", help="Optional marker: the sample ids follow.")
     ] = False,
-    url: Annotated[str, typer.Option(help="Fusion center HTTP URL.")] = "http://127.0.0.1:8080",
+    url: Annotated[
+        str,
+        typer.Option(help="Fusion center URL (https:// is verified with the CA, see --ca-file)."),
+    ] = "https://127.0.0.1:8080",
     defense: Annotated[
         str | None, typer.Option(help="Defense (default: the fusion center's).")
     ] = None,
@@ -179,7 +182,16 @@ def predict(
         Path | None,
         typer.Option(
             envvar="COPUR_TLS_DIR",
-            help="With --grpc: mTLS with DIR/ca.pem, client.pem, client-key.pem.",
+            help="With --grpc: mTLS with DIR/ca.pem, client.pem, client-key.pem; over HTTPS: "
+            "DIR/ca.pem verifies the server (unless --ca-file).",
+        ),
+    ] = None,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="COPUR_CA_FILE",
+            help="CA that verifies an https:// --url (default: DIR/ca.pem of --tls-dir, else the "
+            "system's trust store).",
         ),
     ] = None,
     api_key: Annotated[
@@ -193,8 +205,9 @@ def predict(
     from copur_client import GrpcTls, predict_command
 
     tls = GrpcTls.from_dir(tls_dir) if tls_dir is not None else None
+    ca = ca_file or (tls_dir / "ca.pem" if tls_dir is not None else None)
     code, text = predict_command(
-        url, list(ids), defense, certify, as_json, grpc_target, tls, api_key=api_key
+        url, list(ids), defense, certify, as_json, grpc_target, tls, api_key=api_key, ca_file=ca
     )
     typer.echo(text, err=code != 0)
     raise typer.Exit(code=code)

@@ -12,6 +12,10 @@ __all__ = ["TLS_DIR_HELP", "TLS_MODE_HELP", "app", "setup_logging"]
 TLS_MODE_HELP = (
     "mtls: serve and dial with this service's certificate; plaintext: loopback --host only."
 )
+TLS_HTTP_HELP = (
+    "https: serve the HTTP endpoint with this service's certificate (clients verify it with "
+    "ca.pem); plaintext: loopback --host only. Default: https under --tls-mode mtls."
+)
 TLS_DIR_HELP = "Directory of `copur certs init` output (ca.pem, <service>.pem, <service>-key.pem)."
 
 app = typer.Typer(

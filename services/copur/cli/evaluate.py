@@ -187,6 +187,14 @@ def scenario_run(
             help="Key for policy changes (default: --up's development key, else $COPUR_ADMIN_KEY)."
         ),
     ] = None,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="COPUR_CA_FILE",
+            help="CA that verifies the HTTPS front doors (default: ca.pem of the topology's "
+            "tls.dir).",
+        ),
+    ] = None,
 ) -> None:
     """Run a scenario's steps (policies, faults, predictions, expectations) and write the report."""
     from copur.evaluation.scenarios.runner import scenario_command
@@ -201,5 +209,6 @@ def scenario_run(
         progress=progress,
         api_key=api_key,
         admin_key=admin_key,
+        ca_file=ca_file,
     )
     raise typer.Exit(code)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from copur.cli.common import TLS_DIR_HELP, TLS_MODE_HELP, setup_logging
+from copur.cli.common import TLS_DIR_HELP, TLS_HTTP_HELP, TLS_MODE_HELP, setup_logging
 from copur.errors import ConfigError
 from copur.operations.clikit import guard as _guard
 
@@ -88,6 +88,9 @@ def adversary(
     tls_dir: Annotated[Path, typer.Option(envvar="COPUR_TLS_DIR", help=TLS_DIR_HELP)] = Path(
         "runs/certs"
     ),
+    tls_http: Annotated[
+        str | None, typer.Option(envvar="COPUR_TLS_HTTP", help=TLS_HTTP_HELP)
+    ] = None,
     auth_mode: Annotated[
         str,
         typer.Option(
@@ -103,10 +106,10 @@ def adversary(
 ) -> None:
     """Serve a compromised party: forward to the real one, corrupt its answers by a policy
     switched live (mTLS as adversary-<party> on both sides; the upstream must present
-    party-<party>'s certificate). mimic sends the party's own blocks of a donor sample (by id,
-    or the lowest validation id of a class, fetched from the upstream): two adversaries given
-    the same donor collude. sia aims at the runner-up class of a local simulation of the copur
-    defense."""
+    party-<party>'s certificate; the control endpoint over HTTPS with the same certificate).
+    mimic sends the party's own blocks of a donor sample (by id, or the lowest validation id of
+    a class, fetched from the upstream): two adversaries given the same donor collude. sia aims
+    at the runner-up class of a local simulation of the copur defense."""
 
     def run() -> None:
         from pydantic import ValidationError
@@ -114,16 +117,17 @@ def adversary(
         from copur.roles.adversary import AdversaryApp, Policy, serve_adversary
         from copur.roles.adversary.policy import policy_error
         from copur.transport.auth.guard import load_authenticator
-        from copur.transport.tls.credentials import process_identity
+        from copur.transport.tls.credentials import process_https, process_identity
         from copur.transport.topology import service_name
 
-        if party is None and tls_mode != "plaintext":
+        http_mode = tls_http or ("https" if tls_mode == "mtls" else "plaintext")
+        if party is None and (tls_mode != "plaintext" or http_mode != "plaintext"):
             raise ConfigError(
-                "--party is required with mTLS: it picks the certificate adversary-<party>"
+                "--party is required with mTLS or HTTPS: it picks the certificate adversary-<party>"
             )
-        tls = process_identity(
-            tls_mode, tls_dir, None if party is None else service_name("adversary", party), host
-        )
+        name = None if party is None else service_name("adversary", party)
+        tls = process_identity(tls_mode, tls_dir, name, host)
+        https = process_https(http_mode, tls_dir, name, host)
 
         try:
             initial = Policy(attack=policy)
@@ -139,6 +143,7 @@ def adversary(
             control_port=control_port,
             policy=initial,
             tls=tls,
+            https=https,
             auth=load_authenticator(auth_mode, api_keys_file),
             data_dir=data_dir,
         )
@@ -177,7 +182,8 @@ def probe(
     ] = "client",
 ) -> None:
     """Health probe for containers: exit 0 when grpc.health.v1 says SERVING, or the URL answers
-    2xx."""
+    2xx (an https:// URL's certificate verified against DIR/ca.pem of --tls-dir, else the
+    system's trust store)."""
     if grpc_target is None and http_url is None:
         typer.echo("error: give --grpc HOST:PORT or --http URL", err=True)
         raise typer.Exit(code=2)
@@ -191,8 +197,9 @@ def probe(
             if tls_dir is not None and grpc_target is not None
             else None
         )
+        ca = None if tls_dir is None else tls_dir / "ca.pem"
         return (grpc_target is None or probe_grpc(grpc_target, timeout, tls)) and (
-            http_url is None or probe_http(http_url, timeout)
+            http_url is None or probe_http(http_url, timeout, ca_file=ca)
         )
 
     raise typer.Exit(code=0 if _guard(check) else 1)

@@ -44,9 +44,15 @@ def run_demo(
     say(f"starting {len(cluster.procs)} processes: {', '.join(cluster.procs)}")
     cluster.start()
     fusion = FusionClient(
-        cluster.fusion_url, timeout=120, retries=0, api_key=cluster.dev_key("predict")
+        cluster.fusion_url,
+        timeout=120,
+        retries=0,
+        api_key=cluster.dev_key("predict"),
+        ca_file=cluster.http_ca,
     )
-    control = AdversaryControl(cluster.control_url(party), api_key=cluster.dev_key("admin"))
+    control = AdversaryControl(
+        cluster.control_url(party), api_key=cluster.dev_key("admin"), ca_file=cluster.http_ca
+    )
     try:
         say(
             f"cluster ready: fusion {cluster.fusion_url}, adversary control "

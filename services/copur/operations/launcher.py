@@ -24,7 +24,7 @@ from copur.transport.auth.devkeys import dev_key
 from copur.transport.auth.guard import load_authenticator
 from copur.transport.auth.keys import Scope
 from copur.transport.probe import probe_grpc, probe_http
-from copur.transport.tls.credentials import TlsIdentity, require_identities
+from copur.transport.tls.credentials import TlsIdentity, http_ca, require_identities
 from copur.transport.topology import Topology, service_name
 
 __all__ = ["Cluster", "ClusterError", "ProcSpec"]
@@ -47,11 +47,15 @@ class ProcSpec:
     tls: TlsIdentity | None = field(
         default=None, repr=False
     )  # what the gRPC probe presents (None: plaintext)
+    ca_file: Path | None = None  # what an https:// probe trusts (None: the system's store)
 
     def ready(self) -> bool:
         """True when every probe of the process answers (gRPC health SERVING, HTTP 2xx)."""
         grpc_ok = self.grpc_probe is None or probe_grpc(self.grpc_probe, timeout=0.5, tls=self.tls)
-        return grpc_ok and (self.http_probe is None or probe_http(self.http_probe, timeout=0.5))
+        return grpc_ok and (
+            self.http_probe is None
+            or probe_http(self.http_probe, timeout=0.5, ca_file=self.ca_file)
+        )
 
 
 class Cluster:
@@ -85,6 +89,10 @@ class Cluster:
 
     def _tls_flags(self) -> list[str]:
         return ["--tls-mode", self.topology.tls.mode, "--tls-dir", self.topology.tls.dir]
+
+    def _http_flags(self) -> list[str]:
+        """How an adversary's control endpoint serves: the topology's ``tls.http``."""
+        return ["--tls-http", "https" if self.topology.https else "plaintext"]
 
     def _auth_flags(self) -> list[str]:
         """The topology's ``auth`` for the adversaries (the fusion center reads it from the
@@ -139,10 +147,12 @@ class Cluster:
                     a.policy,
                     *(["--data-dir", t.data_dir] if t.data_dir else []),
                     *self._tls_flags(),
+                    *self._http_flags(),
                     *self._auth_flags(),
                 ),
                 grpc_probe=f"127.0.0.1:{a.port}",
-                http_probe=f"http://127.0.0.1:{a.control_port}/readyz",
+                http_probe=f"{self._http_base(a.control_port)}/readyz",
+                ca_file=self.http_ca,
             )
             for a in t.adversaries
         ]
@@ -150,16 +160,27 @@ class Cluster:
             ProcSpec(
                 "fusion",
                 self._copur("fusion", "--config", str(self.config_path)),
-                http_probe=f"http://127.0.0.1:{t.fusion.http_port}/readyz",
+                http_probe=f"{self._http_base(t.fusion.http_port)}/readyz",
+                ca_file=self.http_ca,
             )
         )
         return specs
 
     # -- endpoints ---------------------------------------------------------------------------------
+    def _http_base(self, port: int) -> str:
+        return f"{self.topology.http_scheme}://127.0.0.1:{port}"
+
+    @property
+    def http_ca(self) -> Path | None:
+        """The CA file that verifies the cluster's HTTPS front doors (``ca.pem`` of ``tls.dir``);
+        None when they serve plain HTTP."""
+        return http_ca(self.topology)
+
     @property
     def fusion_url(self) -> str:
-        """The fusion center's HTTP front door on loopback."""
-        return f"http://127.0.0.1:{self.topology.fusion.http_port}"
+        """The fusion center's HTTP front door on loopback (``https://`` unless the topology says
+        plain HTTP: verify it with :attr:`http_ca`)."""
+        return self._http_base(self.topology.fusion.http_port)
 
     @property
     def fusion_grpc(self) -> str:
@@ -172,7 +193,7 @@ class Cluster:
         adv = self.topology.adversary_for(party)
         if adv is None:
             raise ClusterError(f"party {party} has no adversary in the topology")
-        return f"http://127.0.0.1:{adv.control_port}"
+        return self._http_base(adv.control_port)
 
     # -- life cycle --------------------------------------------------------------------------------
     def _launch(self, spec: ProcSpec) -> None:

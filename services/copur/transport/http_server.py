@@ -16,6 +16,7 @@ import uvicorn
 
 from copur.errors import CopurError
 from copur.transport.grpc_server import host_port
+from copur.transport.tls.credentials import HttpsFiles
 
 __all__ = ["BackgroundHttpServer"]
 
@@ -38,8 +39,8 @@ class _Uvicorn(uvicorn.Server):
 
 class BackgroundHttpServer:
     """``app`` on ``host:port`` (port 0 picks a free one, see ``.port`` after :meth:`start`) under
-    uvicorn, in a daemon thread named ``name``. No access log, no lifespan, uvicorn logs warnings
-    only.
+    uvicorn, in a daemon thread named ``name``: HTTPS with ``https``'s key pair, plain HTTP with
+    None. No access log, no lifespan, uvicorn logs warnings only.
 
     Guarantees: :meth:`start` returns once uvicorn accepts connections, or raises a one-line
     CopurError (the port cannot be bound, or uvicorn did not start within ``startup_timeout_s``)
@@ -53,9 +54,11 @@ class BackgroundHttpServer:
         host: str,
         port: int = 0,
         name: str,
+        https: HttpsFiles | None = None,
         startup_timeout_s: float = STARTUP_TIMEOUT_S,
     ) -> None:
         self.app = app
+        self.https = https
         self.host = host
         self.name = name
         self.startup_timeout_s = startup_timeout_s
@@ -97,6 +100,7 @@ class BackgroundHttpServer:
             access_log=False,
             lifespan="off",
             log_level="warning",
+            **(self.https.uvicorn_options() if self.https is not None else {}),
         )
         self._server = _Uvicorn(config)
         self._thread = threading.Thread(

@@ -3,6 +3,9 @@ GET."""
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
+
 import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -25,9 +28,11 @@ def probe_grpc(target: str, timeout: float = 2.0, tls: TlsIdentity | None = None
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
-def probe_http(url: str, timeout: float = 2.0) -> bool:
-    """True when GET ``url`` answers 2xx."""
+def probe_http(url: str, timeout: float = 2.0, *, ca_file: str | Path | None = None) -> bool:
+    """True when GET ``url`` answers 2xx; an ``https://`` server's certificate must verify against
+    ``ca_file`` (the system's trust store when None): an untrusted server is not ready."""
     try:
-        return httpx.get(url, timeout=timeout).is_success
-    except httpx.HTTPError:
+        verify = True if ca_file is None else ssl.create_default_context(cafile=str(ca_file))
+        return httpx.get(url, timeout=timeout, verify=verify).is_success
+    except (httpx.HTTPError, OSError):  # OSError: ca_file unreadable (ssl.SSLError is one too)
         return False

@@ -35,6 +35,7 @@ ENV_OVERRIDES = {
     "COPUR_HOSTNAMES": "hostnames",
     "COPUR_TLS_MODE": "tls.mode",
     "COPUR_TLS_DIR": "tls.dir",
+    "COPUR_TLS_HTTP": "tls.http",
     "COPUR_AUTH_MODE": "auth.mode",
     "COPUR_API_KEYS_FILE": "auth.keys_file",
 }
@@ -91,12 +92,21 @@ class AuthConfig(_Strict):
 
 
 class TlsConfig(_Strict):
-    """How every gRPC link is secured: ``mtls`` (each side presents a certificate signed by the
-    CA in ``dir``, see ``copur certs init``) or ``plaintext`` (loopback only). A relative
+    """How every link is secured. ``mode``, the gRPC links: ``mtls`` (each side presents a
+    certificate signed by the CA in ``dir``, see ``copur certs init``) or ``plaintext`` (loopback
+    only). ``http``, the HTTP front doors (the fusion center's API, the adversaries' control):
+    ``https`` (the service's certificate from ``dir``; clients verify it against ``ca.pem``) or
+    ``plaintext`` (loopback only); unwritten, it follows ``mode``: HTTPS under mtls. A relative
     ``dir`` is taken from the working directory, as ``bundle`` is."""
 
     mode: Literal["mtls", "plaintext"] = "mtls"
     dir: str = "runs/certs"
+    http: Literal["https", "plaintext"] | None = None
+
+    @property
+    def https(self) -> bool:
+        """True when the HTTP front doors serve HTTPS (written, or implied by ``mode: mtls``)."""
+        return self.http == "https" or (self.http is None and self.mode == "mtls")
 
 
 def is_loopback(host: str) -> bool:
@@ -137,6 +147,11 @@ class Topology(_Strict):
                 f"tls.mode plaintext with bind_host {self.bind_host}: plaintext gRPC is for "
                 "loopback only "
                 "(use tls.mode mtls, or bind 127.0.0.1)"
+            )
+        if not self.tls.https and not is_loopback(self.bind_host):
+            raise ValueError(
+                f"plain HTTP with bind_host {self.bind_host}: plain HTTP front doors are for "
+                "loopback only (use tls.http https, or bind 127.0.0.1)"
             )
         indices = sorted(p.index for p in self.parties)
         if indices != list(range(len(indices))):
@@ -198,6 +213,16 @@ class Topology(_Strict):
             (self.fusion.http_port, "fusion HTTP"),
             (self.fusion.grpc_port, "fusion gRPC"),
         ]
+
+    @property
+    def https(self) -> bool:
+        """True when the HTTP front doors (fusion API, adversary control) serve HTTPS."""
+        return self.tls.https
+
+    @property
+    def http_scheme(self) -> str:
+        """``https`` or ``http``: the scheme of every HTTP front door of the cluster."""
+        return "https" if self.https else "http"
 
     def fusion_peer(self, index: int) -> str:
         """The service the fusion center reaches for party ``index`` (``adversary-i`` or

@@ -226,6 +226,13 @@ def bench_serve_command(
             "$COPUR_API_KEY)."
         ),
     ] = None,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="COPUR_CA_FILE",
+            help="CA that verifies an https:// --url (the --up cluster's CA is known).",
+        ),
+    ] = None,
 ) -> None:
     """Load the fusion center's POST /v1/predict; write throughput, latency, errors, peak RSS as
     JSON.
@@ -265,6 +272,7 @@ def bench_serve_command(
             start_timeout=start_timeout,
             echo=lambda line: typer.echo(line, err=line.startswith("error:")),
             api_key=api_key,
+            ca_file=ca_file,
             command=command,
         )
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import ssl
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,8 +43,15 @@ class _Connection:
     a 2-core machine starves the very server being measured (profiled: 70 % of a core at 250
     requests/s)."""
 
-    def __init__(self, host: str, port: int, path: str, api_key: str | None = None) -> None:
-        self.host, self.port, self.path = host, port, path
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        path: str,
+        api_key: str | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.host, self.port, self.path, self.tls = host, port, path, tls
         self.auth = f"Authorization: Bearer {api_key}\r\n" if api_key else ""
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
@@ -59,7 +68,9 @@ class _Connection:
         """Send one request, return (status, body); raises _TransportError naming what failed."""
         if self.writer is None:
             try:
-                self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+                self.reader, self.writer = await asyncio.open_connection(
+                    self.host, self.port, ssl=self.tls
+                )
             except OSError as exc:
                 raise _TransportError("ConnectError") from exc
         assert self.reader is not None
@@ -104,11 +115,14 @@ def _parse_head(head: bytes) -> tuple[int, int, bool]:
     return status, length, close
 
 
-def _split_url(url: str) -> tuple[str, int, str]:
+def _split_url(url: str) -> tuple[str, int, str, bool]:
+    """(host, port, predict path, HTTPS) of ``url``."""
     parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ValueError(f"url must be http://HOST:PORT, not {url!r}")
-    return parts.hostname, parts.port or 80, parts.path.rstrip("/") + "/v1/predict"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"url must be http(s)://HOST:PORT, not {url!r}")
+    https = parts.scheme == "https"
+    port = parts.port or (443 if https else 80)
+    return parts.hostname, port, parts.path.rstrip("/") + "/v1/predict", https
 
 
 def _ms(latencies: Sequence[float], q: float) -> float:
@@ -196,15 +210,20 @@ async def _bench(
     timeout_s: float,
     seed: int,
     api_key: str | None,
+    ca_file: Path | None,
 ) -> dict[str, Any]:
-    host, port, path = _split_url(url)
+    host, port, path, https = _split_url(url)
+    tls = ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
+
     sampler = RssSampler(pids)
     stop = asyncio.Event()
     sampling = asyncio.create_task(sampler.run(stop))
     runs: list[ServeRun] = []
     try:
         for level in concurrency:
-            connections = [_Connection(host, port, path, api_key) for _ in range(level)]
+            connections = [
+                _Connection(host, port, path, api_key, tls if https else None) for _ in range(level)
+            ]
             level_run = partial(
                 _run_level,
                 concurrency=level,
@@ -245,9 +264,11 @@ def bench_serve(
     timeout_s: float = 30.0,
     seed: int = 0,
     api_key: str | None = None,
+    ca_file: Path | None = None,
 ) -> dict[str, Any]:
     """Load ``url``'s ``POST /v1/predict`` at each concurrency level in turn, each request carrying
-    ``api_key`` as its Bearer token (none when None).
+    ``api_key`` as its Bearer token (none when None); an ``https://`` ``url`` is verified with
+    ``ca_file`` (the system's trust store when None).
 
     Each level sends at most ``requests`` requests and stops starting new ones after ``duration_s``
     seconds, whichever comes first; each request asks for ``ids_per_request`` distinct ids from a
@@ -277,5 +298,6 @@ def bench_serve(
             timeout_s=timeout_s,
             seed=seed,
             api_key=api_key,
+            ca_file=ca_file,
         )
     )

@@ -115,6 +115,7 @@ def serve_command(
     start_timeout: float = 180.0,
     echo: Callable[[str], None] = print,
     api_key: str | None = None,
+    ca_file: Path | None = None,
     command: str | None = None,
 ) -> int:
     """``copur bench serve``: bench a running fusion center (``url``) or, with ``up``, start the
@@ -122,7 +123,8 @@ def serve_command(
     bench it and stop it. Writes the JSON report to ``json_path`` (with ``command``, the command
     line that reproduces it, when given), prints a table; returns the exit code. Requests carry
     ``api_key``; without one, the development predict key of the started cluster (``up``), else
-    ``$COPUR_API_KEY``."""
+    ``$COPUR_API_KEY``. An ``https://`` ``url`` is verified with ``ca_file``; the started
+    cluster's CA is known."""
     if batching not in ("on", "off", "both"):
         echo(f"error: --batching must be on, off or both, not {batching!r}")
         return 2
@@ -147,7 +149,9 @@ def serve_command(
         assert url is not None
         key = api_key or os.environ.get("COPUR_API_KEY")
         pids = _state_pids(log_dir or Path("runs/cluster"))
-        measured.add(batching, bench_serve(url=url, pids=pids, api_key=key, **kwargs))
+        measured.add(
+            batching, bench_serve(url=url, pids=pids, api_key=key, ca_file=ca_file, **kwargs)
+        )
     else:
         from copur.errors import CopurError
         from copur.operations.launcher import Cluster
@@ -169,7 +173,9 @@ def serve_command(
                 try:
                     key = api_key or cluster.dev_key("predict") or os.environ.get("COPUR_API_KEY")
                     fusion, pids = cluster.fusion_url, cluster.pids()
-                    result = bench_serve(url=fusion, pids=pids, api_key=key, **kwargs)
+                    result = bench_serve(
+                        url=fusion, pids=pids, api_key=key, ca_file=cluster.http_ca, **kwargs
+                    )
                 finally:
                     cluster.stop()
                 echo(format_table(measured.add(mode, result)))

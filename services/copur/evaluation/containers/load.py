@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from copur_client import CopurClientError, FusionClient
 
@@ -33,7 +34,8 @@ class Record:
 class Load:
     """``concurrency`` client threads, each with its own :class:`FusionClient` (its default
     retries, so a restarting server is ridden across the way an application would), asking for
-    ``batch`` of ``ids`` at a time with ``defense`` until :meth:`stop`."""
+    ``batch`` of ``ids`` at a time with ``defense`` until :meth:`stop`; ``ca_file`` verifies an
+    ``https://`` ``url``."""
 
     def __init__(
         self,
@@ -45,8 +47,10 @@ class Load:
         batch: int = 8,
         defense: str = "copur",
         timeout_s: float = 30.0,
+        ca_file: Path | None = None,
     ) -> None:
         self.url, self.api_key, self.ids = url, api_key, list(ids)
+        self.ca_file = ca_file
         self.batch, self.defense, self.timeout_s = batch, defense, timeout_s
         self.records: list[Record] = []
         self._lock = threading.Lock()
@@ -85,7 +89,9 @@ class Load:
             )
 
     def _run(self, k: int) -> None:
-        client = FusionClient(self.url, timeout=self.timeout_s, api_key=self.api_key)
+        client = FusionClient(
+            self.url, timeout=self.timeout_s, api_key=self.api_key, ca_file=self.ca_file
+        )
         offset = k * self.batch
         try:
             while not self._stop.is_set():

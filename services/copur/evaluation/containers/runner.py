@@ -43,6 +43,11 @@ class Access:
         """The development key of ``scope`` (predict or admin)."""
         return (self.certs / "keys" / f"{scope}.key").read_text().strip()
 
+    @property
+    def ca(self) -> Path:
+        """The cluster's CA: what verifies its HTTPS front doors from the host."""
+        return self.certs / "ca.pem"
+
 
 @dataclass(kw_only=True)
 class ComposeSession:
@@ -137,13 +142,15 @@ def compose_demo(
         repo, work=work, engine_root=engine_root, overlays=(ATTACK_OVERLAY,), say=say
     ) as session:
         access = session.access
-        url = f"http://127.0.0.1:{topology.fusion.http_port}"
+        url = f"{topology.http_scheme}://127.0.0.1:{topology.fusion.http_port}"
         adversary = topology.adversaries[0]
-        control_url = f"http://127.0.0.1:{adversary.control_port}"
+        control_url = f"{topology.http_scheme}://127.0.0.1:{adversary.control_port}"
         bundle = load_bundle(access.bundle)
         ids, labels = demo_samples(bundle, samples)
-        fusion = FusionClient(url, timeout=120, retries=3, api_key=access.key("predict"))
-        control = AdversaryControl(control_url, api_key=access.key("admin"))
+        fusion = FusionClient(
+            url, timeout=120, retries=3, api_key=access.key("predict"), ca_file=access.ca
+        )
+        control = AdversaryControl(control_url, api_key=access.key("admin"), ca_file=access.ca)
         try:
             with _phase(session.phases, "demo"):
                 say(f"containers ready: fusion {url}, adversary control {control_url}")
@@ -173,6 +180,7 @@ def compose_demo(
                 progress=True,
                 api_key=access.key("predict"),
                 admin_key=access.key("admin"),
+                ca_file=access.ca,
             )
         _print_scenario(work / "report" / "report.json", say)
     return status
@@ -202,11 +210,19 @@ def compose_faults(
 
     topology = load_topology(repo / "deploy/cluster.yaml", env={})
     with compose_session(repo, work=work, engine_root=engine_root, say=say) as session:
-        url = f"http://127.0.0.1:{topology.fusion.http_port}"
+        url = f"{topology.http_scheme}://127.0.0.1:{topology.fusion.http_port}"
         access = session.access
         ids, _labels = demo_samples(load_bundle(access.bundle), 200)
-        admin = FusionClient(url, timeout=10, retries=0, admin_key=access.key("admin"))
-        load = Load(url, api_key=access.key("predict"), ids=ids, concurrency=concurrency)
+        admin = FusionClient(
+            url, timeout=10, retries=0, admin_key=access.key("admin"), ca_file=access.ca
+        )
+        load = Load(
+            url,
+            api_key=access.key("predict"),
+            ids=ids,
+            concurrency=concurrency,
+            ca_file=access.ca,
+        )
         with _phase(session.phases, "faults"), load:
             results = run_faults(
                 session.project, container_faults(), load, parties=admin.parties, say=say

@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from copur.operations.launcher import Cluster
 from copur.transport.topology import service_name
@@ -47,8 +48,10 @@ class PartyFaults:
         url: str,
         api_key: str | None,
         probe_ids: list[int],
+        ca_file: Path | None = None,
     ) -> None:
         self.cluster, self.url, self.api_key = cluster, url, api_key
+        self.ca_file = ca_file
         self.probe_ids = list(probe_ids)
         self._slowed: dict[int, threading.Timer] = {}
         self._lock = threading.Lock()
@@ -97,7 +100,9 @@ class PartyFaults:
         """Wait until the fusion center receives ``party``'s block again (its channels reconnect
         with a backoff after a restart): the time it did, or None after ``timeout`` seconds."""
         deadline = time.perf_counter() + timeout
-        with FusionClient(self.url, timeout=10.0, retries=0, api_key=self.api_key) as client:
+        with FusionClient(
+            self.url, timeout=10.0, retries=0, api_key=self.api_key, ca_file=self.ca_file
+        ) as client:
             while time.perf_counter() < deadline:
                 try:
                     (answer,) = client.predict(self.probe_ids, defense="none")

@@ -25,6 +25,7 @@ from copur.evaluation.scenarios.report import write_report
 from copur.evaluation.scenarios.schema import CLUSTER_KINDS, Scenario, ScenarioError, load_scenario
 from copur.evaluation.scenarios.steps import StepRunner
 from copur.operations.launcher import Cluster
+from copur.transport.tls.credentials import http_ca
 from copur.transport.topology import load_topology
 
 __all__ = [
@@ -50,6 +51,7 @@ def execute_scenario(
     progress: bool,
     api_key: str | None = None,
     admin_key: str | None = None,
+    ca_file: Path | None = None,
 ) -> ScenarioReport:
     """Run ``scenario`` against the fusion center at ``url`` and the adversaries at ``control_urls``
     (party index -> control URL); ``cluster`` (the local one) is needed for stop/start/slow steps.
@@ -57,7 +59,7 @@ def execute_scenario(
     when an expectation failed. Invalid steps for this bundle/cluster raise :class:`ScenarioError`
     before any step runs; a paused party is always resumed. Predictions carry ``api_key``, policy
     changes ``admin_key``; when None: the development keys of ``cluster`` (``copur keys init``),
-    else ``$COPUR_API_KEY`` / ``$COPUR_ADMIN_KEY``."""
+    else ``$COPUR_API_KEY`` / ``$COPUR_ADMIN_KEY``. ``ca_file`` verifies ``https://`` URLs."""
     if cluster is not None:
         api_key = api_key or cluster.dev_key("predict")
         admin_key = admin_key or cluster.dev_key("admin")
@@ -69,6 +71,7 @@ def execute_scenario(
         cluster=cluster,
         api_key=api_key,
         admin_key=admin_key,
+        ca_file=ca_file,
     )
     started = time.time()
     records: list[StepResult] = []
@@ -129,13 +132,15 @@ def scenario_command(
     progress: bool,
     api_key: str | None = None,
     admin_key: str | None = None,
+    ca_file: Path | None = None,
 ) -> int:
     """``copur scenario FILE``: 0 when every expectation holds, 1 when one failed, 2 (one line on
     stderr) for invalid input. With ``up`` the local cluster of ``config`` is started here and
     always stopped; without it the fusion center at ``url`` (default: the topology's, on 127.0.0.1)
     and the adversaries of the topology ``config`` on 127.0.0.1 are used. ``bundle`` defaults to the
     topology's. Keys: see :func:`execute_scenario` (with ``up``, the started cluster's development
-    keys when none is given)."""
+    keys when none is given). ``https://`` front doors are verified with ``ca_file``, by default
+    the topology's CA (``ca.pem`` of its ``tls.dir``)."""
     cluster: Cluster | None = None
     try:
         scenario = load_scenario(file)
@@ -144,7 +149,10 @@ def scenario_command(
         bundle_path = topology.bundle
         if not Path(bundle_path).is_dir():
             raise ScenarioError(f"bundle {bundle_path} does not exist (train it, or pass --bundle)")
-        control_urls = {a.party: f"http://127.0.0.1:{a.control_port}" for a in topology.adversaries}
+        scheme = topology.http_scheme
+        control_urls = {
+            a.party: f"{scheme}://127.0.0.1:{a.control_port}" for a in topology.adversaries
+        }
         if up:
             logs = Path(out) / "logs"
             cluster = Cluster(topology, config_path=config, log_dir=logs, env=env)
@@ -158,7 +166,7 @@ def scenario_command(
                 raise ScenarioError(
                     f"{file.name}: step {bad.index} ({bad.kind}): needs the local cluster (--up)"
                 )
-            fusion = url or f"http://127.0.0.1:{topology.fusion.http_port}"
+            fusion = url or f"{scheme}://127.0.0.1:{topology.fusion.http_port}"
         report = execute_scenario(
             scenario,
             url=fusion,
@@ -169,6 +177,7 @@ def scenario_command(
             progress=progress,
             api_key=api_key,
             admin_key=admin_key,
+            ca_file=ca_file or http_ca(topology),
         )
     except ScenarioError as exc:
         msg = str(exc)

@@ -5,6 +5,7 @@ each step gives its typed record."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from copur.evaluation.scenarios.faults import PartyFaults
@@ -57,7 +58,8 @@ class StepRunner:
 
     Construction checks the scenario against the bundle and the cluster (data set, party indices, an
     adversary for every policy step, the cluster for fault steps) and raises :class:`ScenarioError`
-    before any step runs. Predictions carry ``api_key``, policy changes ``admin_key``.
+    before any step runs. Predictions carry ``api_key``, policy changes ``admin_key``;
+    ``ca_file`` verifies ``https://`` front doors.
     """
 
     def __init__(
@@ -70,10 +72,12 @@ class StepRunner:
         cluster: Cluster | None,
         api_key: str | None = None,
         admin_key: str | None = None,
+        ca_file: Path | None = None,
     ) -> None:
         self.scenario, self.url, self.cluster = scenario, url, cluster
         self.control_urls = dict(control_urls)
         self.api_key, self.admin_key = api_key, admin_key
+        self.ca_file = ca_file
         loaded = load_bundle(bundle)
         self.bundle_path = str(bundle)
         self.manifest = loaded.manifest
@@ -92,7 +96,9 @@ class StepRunner:
         """party -> the policy step in force at its adversary"""
         self.results: dict[str, dict[str, DefenseMetrics]] = {}
         """predict step name -> defense -> its metrics"""
-        self.faults = PartyFaults(cluster, url=url, api_key=api_key, probe_ids=self.ids[:1])
+        self.faults = PartyFaults(
+            cluster, url=url, api_key=api_key, probe_ids=self.ids[:1], ca_file=ca_file
+        )
 
     def _check_steps(self) -> None:
         for step in self.scenario.steps:
@@ -152,7 +158,9 @@ class StepRunner:
 
     def _set_policy(self, step: Step, party: int, attack: str, params: dict[str, Any]) -> None:
         try:
-            with AdversaryControl(self.control_urls[party], api_key=self.admin_key) as control:
+            with AdversaryControl(
+                self.control_urls[party], api_key=self.admin_key, ca_file=self.ca_file
+            ) as control:
                 control.set_policy(attack, **params)
         except CopurClientError as exc:
             where = f"step {step.index} ({step.kind})"
@@ -175,7 +183,13 @@ class StepRunner:
         targets = [pol.target for pol in active.values() if pol.target is not None]
         target = targets[0] if targets else None
         per_defense: dict[str, DefenseMetrics] = {}
-        client = FusionClient(self.url, timeout=REQUEST_TIMEOUT_S, retries=0, api_key=self.api_key)
+        client = FusionClient(
+            self.url,
+            timeout=REQUEST_TIMEOUT_S,
+            retries=0,
+            api_key=self.api_key,
+            ca_file=self.ca_file,
+        )
         with client:
             for defense in self.scenario.defenses_of(body):
                 per_defense[defense] = self._ask(client, body, defense, attackers, target)

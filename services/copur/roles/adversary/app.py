@@ -22,7 +22,7 @@ from copur.transport.auth.guard import Authenticator
 from copur.transport.grpc_server import GrpcServer, host_port
 from copur.transport.http_server import BackgroundHttpServer
 from copur.transport.lifecycle import run_until_signal
-from copur.transport.tls.credentials import TlsIdentity
+from copur.transport.tls.credentials import HttpsFiles, TlsIdentity
 from copur.transport.topology import is_loopback
 from copur_client.v1 import party_pb2_grpc
 
@@ -32,20 +32,22 @@ log = logging.getLogger("copur.roles.adversary")
 
 
 class AdversaryApp:
-    """One adversary: gRPC PartyService proxy on ``host:port`` in front of ``upstream`` (HOST:PORT),
-    HTTP control on ``host:control_port`` (port 0: a free one, read ``.port`` / ``.control_port``
-    after :meth:`start`). ``party``: the index of the party it impersonates; None asks the
-    upstream's Info. With ``tls`` its gRPC server demands a client certificate signed by ``tls``'s
-    CA, and it dials the upstream presenting ``tls``'s certificate, accepting only a server
-    certificate for ``party-<party>`` (any name the CA signed for the upstream's host when ``party``
-    is None). None: plaintext both ways. ``auth``: the API keys the control endpoint demands (scope
-    ``admin`` for ``/v1/policy``); None leaves it open, which only a loopback ``host`` may do
-    (ConfigError otherwise). ``data_dir`` overrides where the bundle's data set is (its labels pick
-    the donors of ``mimic`` by class and of ``sia``).
+    """One adversary: gRPC PartyService proxy on ``host:port`` in front of ``upstream``
+    (HOST:PORT), HTTP control on ``host:control_port`` (port 0: a free one, read ``.port`` /
+    ``.control_port`` after :meth:`start`). ``party``: the index of the party it impersonates;
+    None asks the upstream's Info. With ``tls`` its gRPC server demands a client certificate
+    signed by ``tls``'s CA, and it dials the upstream presenting ``tls``'s certificate,
+    accepting only a server certificate for ``party-<party>`` (any name the CA signed for the
+    upstream's host when ``party`` is None). None: plaintext both ways. ``https``: the key pair
+    its control endpoint serves HTTPS with; None serves plain HTTP, which only a loopback
+    ``host`` may do. ``auth``: the API keys the control endpoint demands (scope ``admin`` for
+    ``/v1/policy``); None leaves it open, which only a loopback ``host`` may do (ConfigError
+    otherwise). ``data_dir`` overrides where the bundle's data set is (its labels pick the
+    donors of ``mimic`` by class and of ``sia``).
 
     Guarantees: :meth:`start` serves both or neither (a port that cannot be bound is a one-line
-    CopurError, and whatever had started is stopped); :meth:`stop` is idempotent; the policy and the
-    counts live as long as the app."""
+    CopurError, and whatever had started is stopped); :meth:`stop` is idempotent; the policy and
+    the counts live as long as the app."""
 
     def __init__(
         self,
@@ -59,12 +61,16 @@ class AdversaryApp:
         policy: Policy | None = None,
         upstream_timeout_s: float = 5.0,
         tls: TlsIdentity | None = None,
+        https: HttpsFiles | None = None,
         auth: Authenticator | None = None,
         data_dir: str | None = None,
     ) -> None:
         if auth is None and not is_loopback(host):
             why = "an open control endpoint is for loopback only"
             raise ConfigError(f"adversary on {host} without API keys: {why}")
+        if https is None and not is_loopback(host):
+            why = "a plain HTTP control endpoint is for loopback only"
+            raise ConfigError(f"adversary on {host} without HTTPS: {why}")
         if upstream_timeout_s <= 0:
             raise ConfigError(f"upstream_timeout_s must be > 0, got {upstream_timeout_s}")
         if party is not None and party < 0:
@@ -74,6 +80,7 @@ class AdversaryApp:
         self.host = host
         self.upstream_timeout_s = upstream_timeout_s
         self.tls = tls
+        self.https = https
         self.auth = auth
         self.data_dir = data_dir
         self.state = PolicyState(policy=policy)
@@ -170,7 +177,11 @@ class AdversaryApp:
         core.open()
         api = control_api(core, auth=self.auth, registry=self.metrics.registry)
         self._http = BackgroundHttpServer(
-            api, host=self.host, port=self._requested_control_port, name="adversary-control"
+            api,
+            host=self.host,
+            port=self._requested_control_port,
+            name="adversary-control",
+            https=self.https,
         )
         self._control_port = self._http.start()
 

@@ -20,7 +20,7 @@ from copur.science.device import resolve_device
 from copur.transport.auth.guard import load_authenticator
 from copur.transport.grpc_server import host_port
 from copur.transport.lifecycle import stop_on_signals
-from copur.transport.tls.credentials import identity_for
+from copur.transport.tls.credentials import https_for, identity_for
 from copur.transport.topology import Topology, load_topology, service_name
 
 __all__ = ["build_handler", "run_fusion", "serve_fusion"]
@@ -51,12 +51,14 @@ def build_handler(topology: Topology) -> FusionHandler:
 
 
 async def run_fusion(topology: Topology, stop: asyncio.Event) -> None:
-    """Serve until ``stop`` is set: HTTP on fusion.http_port, gRPC on fusion.grpc_port, both behind
+    """Serve until ``stop`` is set: HTTP on fusion.http_port (HTTPS with the ``fusion`` key pair
+    unless the topology says plain HTTP, on loopback only), gRPC on fusion.grpc_port, both behind
     the topology's ``auth`` (keys loaded first: a missing or malformed keys file fails before
     anything binds). On ``stop``: gRPC health NOT_SERVING, both servers stopped (calls in flight get
     a second), then the handler and the worker. A port that cannot be bound is a CopurError naming
     it."""
     auth = load_authenticator(topology.auth.mode, topology.auth.keys_file)
+    https = https_for(topology, service_name("fusion"))
     handler = build_handler(topology)
     host = topology.bind_host
     await handler.start()
@@ -72,6 +74,7 @@ async def run_fusion(topology: Topology, stop: asyncio.Event) -> None:
         log_level="warning",
         lifespan="off",
         access_log=False,
+        **(https.uvicorn_options() if https is not None else {}),
     )
     http = uvicorn.Server(config)
     serve = asyncio.create_task(http.serve())
@@ -81,7 +84,8 @@ async def run_fusion(topology: Topology, stop: asyncio.Event) -> None:
     # objects.
     gc.freeze()
     log.info(
-        "event=fusion_ready http=%s:%d grpc=%s:%d device=%s parties_up=%d",
+        "event=fusion_ready %s=%s:%d grpc=%s:%d device=%s parties_up=%d",
+        topology.http_scheme,
         host,
         topology.fusion.http_port,
         host,

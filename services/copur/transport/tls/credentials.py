@@ -1,5 +1,6 @@
-"""gRPC credentials from ``copur certs init`` output: servers that demand a client certificate
-signed by the cluster's CA, channels that present one and verify the server's.
+"""Credentials from ``copur certs init`` output: gRPC servers that demand a client certificate
+signed by the cluster's CA, channels that present one and verify the server's, and the key pairs
+of the HTTPS front doors.
 
 A :class:`TlsIdentity` is one service's material (the CA to trust, its certificate and key).
 ``None`` in its place means plaintext, which only the topology (``tls.mode: plaintext``, loopback
@@ -8,9 +9,11 @@ pass None."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -21,14 +24,19 @@ __all__ = [
     "CA_CERT",
     "CA_KEY",
     "CLIENT",
+    "HttpsFiles",
     "TlsIdentity",
     "add_port",
     "aio_channel",
     "cert_file",
     "channel",
+    "http_ca",
+    "https_files",
+    "https_for",
     "identity_for",
     "key_file",
     "load_identity",
+    "process_https",
     "process_identity",
     "require_identities",
 ]
@@ -74,6 +82,67 @@ class TlsIdentity:
         return grpc.ssl_channel_credentials(
             root_certificates=self.ca, private_key=self.key, certificate_chain=self.cert
         )
+
+
+@dataclass(frozen=True)
+class HttpsFiles:
+    """What an HTTPS front door serves with: the CA, its certificate and private key (PEM files;
+    uvicorn and :mod:`ssl` read key pairs from files only). Clients verify the certificate against
+    the CA (``ca.pem``). A client certificate is optional, since API keys say who calls and probes
+    and scrapers carry none, but one that is presented must be signed by the CA: the handshake
+    refuses any other."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    def uvicorn_options(self) -> dict[str, Any]:
+        """The ``uvicorn.Config`` keyword arguments that serve HTTPS with this key pair."""
+        return {
+            "ssl_certfile": str(self.cert),
+            "ssl_keyfile": str(self.key),
+            "ssl_ca_certs": str(self.ca),
+            "ssl_cert_reqs": ssl.CERT_OPTIONAL,
+        }
+
+
+def https_files(directory: str | Path, name: str) -> HttpsFiles:
+    """``DIR/<name>.pem`` and ``DIR/<name>-key.pem``, checked readable now: a missing file is a
+    one-line ConfigError naming it and saying how to create it (loaded before anything binds)."""
+    load_identity(directory, name)  # the CA and the key pair readable: the gRPC checks, messages
+    folder = Path(directory)
+    return HttpsFiles(ca=folder / CA_CERT, cert=cert_file(folder, name), key=key_file(folder, name))
+
+
+def https_for(topology: Topology, name: str) -> HttpsFiles | None:
+    """Service ``name``'s HTTPS key pair when the topology's HTTP front doors serve HTTPS (see
+    ``tls.http``); None for plain HTTP (loopback only, which the topology enforces)."""
+    return https_files(topology.tls.dir, name) if topology.https else None
+
+
+def http_ca(topology: Topology) -> Path | None:
+    """The CA file a client of the topology's HTTPS front doors verifies them with (``ca.pem`` of
+    ``tls.dir``); None when they serve plain HTTP."""
+    return Path(topology.tls.dir) / CA_CERT if topology.https else None
+
+
+def process_https(
+    mode: str, directory: str | Path, name: str | None, host: str
+) -> HttpsFiles | None:
+    """What a role's ``--tls-http`` flag asks for its HTTP front door: ``name``'s key pair under
+    ``https``; None under ``plaintext``, refused unless ``host`` (the bind address) is loopback;
+    any other mode is a ConfigError."""
+    if mode == "plaintext":
+        if not is_loopback(host):
+            raise ConfigError(
+                f"--tls-http plaintext on {host}: plain HTTP is for loopback addresses only"
+            )
+        return None
+    if mode != "https":
+        raise ConfigError(f"--tls-http must be https or plaintext, not {mode!r}")
+    if name is None:
+        raise ConfigError("HTTPS needs this service's name to pick its certificate")
+    return https_files(directory, name)
 
 
 def _missing(path: Path, directory: Path) -> ConfigError:
