@@ -64,6 +64,11 @@ def tls_verify(url: str, ca_file: str | Path | None) -> ssl.SSLContext | bool:
         raise TlsError(url, f"cannot use CA file {path}: {why}") from None
 
 
+_TLS_CUT_SHORT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+"""A handshake the other end cut short (a server restarting behind a port that accepts): a lost
+connection, retried like one; every other TLS error is for good (certificates, not TLS at all)."""
+
+
 def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
     """The TLS error under an httpx transport error (certificate not verified, not TLS), if any."""
     seen: BaseException | None = exc
@@ -198,7 +203,7 @@ class _HttpBase:
                 why = f"the server's certificate did not verify ({tls.verify_message})"
                 hint = f"; trust its CA with ca_file= or ${CA_FILE_ENV}"
                 raise TlsError(endpoint, f"TLS failed: {why}{hint}") from None
-            if tls is not None:
+            if tls is not None and not isinstance(tls, _TLS_CUT_SHORT):
                 raise TlsError(endpoint, f"TLS failed: {tls.reason or tls}") from None
             raise _Refused(endpoint, f"cannot connect: {exc or type(exc).__name__}") from None
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:

@@ -5,7 +5,9 @@ retried."""
 
 from __future__ import annotations
 
+import socket
 import ssl
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from copur.transport.http_server import BackgroundHttpServer
 from copur.transport.probe import probe_http
 from copur.transport.tls.credentials import http_ca, https_files, https_for, process_https
 from copur.transport.topology import load_topology
-from copur_client import FusionClient, TlsError
+from copur_client import FusionClient, TlsError, Unavailable
 
 BASE = {
     "bundle": "b",
@@ -186,3 +188,36 @@ def test_the_client_verifies_the_server_and_fails_once_in_one_line(
     assert "\n" not in message and "the server's certificate did not verify" in message
     assert "COPUR_CA_FILE" in message
     assert f"cannot use CA file {certs / 'missing.pem'}" in str(unreadable.value)
+
+
+def test_a_handshake_cut_short_is_a_lost_connection_and_is_retried(certs: Path) -> None:
+    # Prepare: a port that accepts and hangs up at once (a server restarting behind a proxy)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[int] = []
+
+    def hang_up() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            conn.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    url = f"https://127.0.0.1:{listener.getsockname()[1]}"
+
+    # Execute
+    with (
+        FusionClient(url, ca_file=certs / "ca.pem", retries=2, backoff_s=0.01) as client,
+        pytest.raises(Unavailable) as caught,
+    ):
+        client.metrics()
+    listener.close()
+
+    # Assert: not a TlsError (nothing is wrong with the certificates), and tried 1 + 2 times
+    assert not isinstance(caught.value, TlsError)
+    assert "connection lost" in str(caught.value) or "cannot connect" in str(caught.value)
+    assert len(accepted) == 3
