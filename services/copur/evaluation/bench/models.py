@@ -138,6 +138,7 @@ class ServeSettings(_Model):
     up: bool | None = None
     tls: str | None = None
     auth: str | None = None
+    http: str | None = None  # the front door's scheme, `https` or `http` (None: not recorded)
 
 
 class ServeBench(_Model):

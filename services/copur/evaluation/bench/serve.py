@@ -162,7 +162,11 @@ def serve_command(
                 path = _bench_topology(Path(config), mode == "on", Path(tmp))
                 logs = (log_dir or Path(tmp) / "logs") / f"batching-{mode}"
                 topology = load_topology(path)
-                security = {"tls": topology.tls.mode, "auth": topology.auth.mode}
+                security = {
+                    "tls": topology.tls.mode,
+                    "auth": topology.auth.mode,
+                    "http": topology.http_scheme,
+                }
                 cluster = Cluster(topology, config_path=path, log_dir=logs)
                 echo(f"starting the cluster with batching {mode} (logs in {logs}/)")
                 try:
