@@ -8,45 +8,23 @@ order) reach the defense as a valid block, which the purifier flags."""
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import threading
-from collections.abc import Callable, Coroutine, Iterator
-from concurrent import futures
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import grpc
-import httpx
 import numpy as np
 import pytest
-import torch
 
-from copur.roles.fusion import FusionHandler, FusionSettings
-from copur.roles.fusion.http_api import create_http_app
-from copur.roles.fusion.worker import DefenseResult, Worker
-from copur.roles.party import PartyApp, PartyCore
 from copur.science.bundle import Bundle
-from copur.transport.topology import FusionNode
-from copur_client.serde import embed_response, party_info_to_proto
-from copur_client.v1 import party_pb2, party_pb2_grpc, tensor_pb2
+from copur_client.v1 import party_pb2, tensor_pb2
+from liarkit import LIAR, Answer, Craft, Fusion, LyingParty, M, answer, lying_cluster
 
-LIAR = 2
-M = 6
 IDS = list(range(0, 2000, 50))  # 40 samples spread over the data set
 BAD_ROWS = [0, 7, 39]  # positions in IDS of the rows the per-row kinds spoil
-T = TypeVar("T")
-Craft = Callable[[np.ndarray], party_pb2.EmbedResponse]
 
 
 # -- crafted answers
 # -----------------------------------------------------------------------------------------
-def answer(block: np.ndarray, party: int = LIAR) -> party_pb2.EmbedResponse:
-    """A well-formed answer carrying ``block`` (any shape) as float32."""
-    return embed_response(block, party)
-
-
 def raw(
     data: bytes, shape: tuple[int, ...] | list[int], dtype: str = "float32"
 ) -> party_pb2.EmbedResponse:
@@ -129,133 +107,17 @@ UNSEEN_LIES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-# -- the fake party and the fusion center
+# -- the fake party and the fusion center (liarkit)
 # --------------------------------------------------------------------
-class FakeParty(party_pb2_grpc.PartyServiceServicer):
-    """Party LIAR's real extractor behind a switch: ``craft`` turns its honest block into the
-    answer sent; None makes it unavailable (the reference for a missing block)."""
-
-    def __init__(self, core: PartyCore) -> None:
-        self.core = core
-        self.craft: Craft | None = answer
-
-    def Embed(
-        self, request: party_pb2.EmbedRequest, context: grpc.ServicerContext
-    ) -> party_pb2.EmbedResponse:
-        block = self.core.embed_ids(list(request.sample_ids))
-        craft = self.craft
-        if craft is None:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "party is down")
-        return craft(block)
-
-    def Info(
-        self, request: party_pb2.InfoRequest, context: grpc.ServicerContext
-    ) -> party_pb2.PartyInfo:
-        return party_info_to_proto(self.core.info)
-
-
-@dataclass
-class Spy:
-    """Every (h, observed) handed to the defense worker."""
-
-    calls: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
-
-    def wrap(self, run_sync: Callable[..., DefenseResult]) -> Callable[..., DefenseResult]:
-        def spied(
-            h: np.ndarray, observed: np.ndarray, defense: str, certify: bool
-        ) -> DefenseResult:
-            self.calls.append((h.copy(), observed.copy()))
-            return run_sync(h, observed, defense, certify)
-
-        return spied
-
-
-@dataclass
-class Answer:
-    status: int
-    predictions: list[dict[str, Any]]
-    h: np.ndarray  # what reached the defense: (n, M*e)
-    observed: np.ndarray  # (n, M)
-
-
-class Fusion:
-    """A FusionHandler with its FastAPI app on an event loop of its own (a background thread)."""
-
-    def __init__(self, handler: FusionHandler, spy: Spy) -> None:
-        self.handler, self.spy = handler, spy
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(
-            target=self.loop.run_forever, name="fusion-loop", daemon=True
-        )
-        self.thread.start()
-        self.call(handler.start())
-        self.client = self.call(self._client())
-
-    async def _client(self) -> httpx.AsyncClient:
-        # API keys (when the front door has them) are not what is tested here: the app runs without.
-        open_door = (
-            {"auth": None} if "auth" in inspect.signature(create_http_app).parameters else {}
-        )
-        app = create_http_app(self.handler, **open_door)
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://fc")
-
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(120)
-
-    def predict(self, ids: list[int]) -> Answer:
-        """POST /v1/predict with the copur defense; what reached the worker for it."""
-        self.spy.calls.clear()
-        r = self.call(self.client.post("/v1/predict", json={"sample_ids": ids, "defense": "copur"}))
-        assert len(self.spy.calls) <= 1
-        h, observed = (
-            self.spy.calls[0] if self.spy.calls else (np.zeros((0, 0)), np.zeros((0, M), bool))
-        )
-        return Answer(
-            r.status_code,
-            r.json().get("predictions", []) if r.status_code == 200 else [],
-            h,
-            observed,
-        )
-
-    def close(self) -> None:
-        self.call(self.client.aclose())
-        self.call(self.handler.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+@pytest.fixture(scope="module")
+def cluster(mfeat_bundle_dir: Path, mfeat_bundle: Bundle) -> Iterator[tuple[Fusion, LyingParty]]:
+    """The five honest parties, the liar (honest for now) and the fusion center over them."""
+    with lying_cluster(mfeat_bundle_dir, mfeat_bundle) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
-def cluster(mfeat_bundle_dir: Path, mfeat_bundle: Bundle) -> Iterator[tuple[Fusion, FakeParty]]:
-    honest = [
-        PartyApp(core=PartyCore.from_bundle(mfeat_bundle_dir, i)).start()
-        for i in range(M)
-        if i != LIAR
-    ]
-    fake = FakeParty(PartyCore.from_bundle(mfeat_bundle_dir, LIAR))
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    party_pb2_grpc.add_PartyServiceServicer_to_server(fake, server)
-    fake_port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    ports = iter(app.port for app in honest)
-    targets = [f"127.0.0.1:{fake_port if i == LIAR else next(ports)}" for i in range(M)]
-    spy = Spy()
-    worker = Worker(mfeat_bundle, device=torch.device("cpu"))
-    worker.run_sync = spy.wrap(worker.run_sync)  # type: ignore[method-assign]
-    node = FusionNode(min_parties=4, deadline_ms=10_000, max_delay_ms=1)
-    handler = FusionHandler(
-        bundle=mfeat_bundle, worker=worker, settings=FusionSettings(node=node, targets=targets)
-    )
-    fusion = Fusion(handler, spy)
-    yield fusion, fake
-    fusion.close()
-    worker.close()
-    server.stop(1).wait()
-    for app in honest:
-        app.stop()
-
-
-@pytest.fixture(scope="module")
-def references(cluster: tuple[Fusion, FakeParty]) -> dict[str, Answer]:
+def references(cluster: tuple[Fusion, LyingParty]) -> dict[str, Answer]:
     """The honest run and the run with the liar down (what every garbage answer must look like)."""
     fusion, fake = cluster
     fake.craft = answer
@@ -298,7 +160,7 @@ def assert_same_predictions(got: list[dict[str, Any]], want: list[dict[str, Any]
         )
 
 
-def _run(cluster: tuple[Fusion, FakeParty], craft: Craft) -> Answer:
+def _run(cluster: tuple[Fusion, LyingParty], craft: Craft) -> Answer:
     fusion, fake = cluster
     fake.craft = craft
     try:
@@ -311,7 +173,7 @@ def _run(cluster: tuple[Fusion, FakeParty], craft: Craft) -> Answer:
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", list(GARBAGE))
 def test_a_garbage_answer_is_a_missing_block(
-    cluster: tuple[Fusion, FakeParty], references: dict[str, Answer], kind: str
+    cluster: tuple[Fusion, LyingParty], references: dict[str, Answer], kind: str
 ) -> None:
     # Prepare
     fusion, _ = cluster
@@ -334,7 +196,7 @@ def test_a_garbage_answer_is_a_missing_block(
 
 @pytest.mark.parametrize("kind", list(ROW_GARBAGE))
 def test_garbage_rows_are_missing_rows(
-    cluster: tuple[Fusion, FakeParty], references: dict[str, Answer], kind: str
+    cluster: tuple[Fusion, LyingParty], references: dict[str, Answer], kind: str
 ) -> None:
     # Prepare
     fusion, _ = cluster
@@ -363,7 +225,7 @@ def test_garbage_rows_are_missing_rows(
 
 @pytest.mark.parametrize("kind", list(UNSEEN_LIES))
 def test_valid_looking_rows_of_other_samples_are_flagged(
-    cluster: tuple[Fusion, FakeParty], references: dict[str, Answer], kind: str
+    cluster: tuple[Fusion, LyingParty], references: dict[str, Answer], kind: str
 ) -> None:
     # Prepare
     fusion, _ = cluster
@@ -399,7 +261,7 @@ def _per_party(fusion: Fusion, series: str) -> list[float]:
     return [_counted(fusion, series, i) for i in range(M)]
 
 
-def test_the_liar_is_counted_in_the_party_failures(cluster: tuple[Fusion, FakeParty]) -> None:
+def test_the_liar_is_counted_in_the_party_failures(cluster: tuple[Fusion, LyingParty]) -> None:
     # Prepare
     fusion, _ = cluster
     missing_before = _per_party(fusion, "copur_party_missing_samples_total")
@@ -423,7 +285,7 @@ def test_the_liar_is_counted_in_the_party_failures(cluster: tuple[Fusion, FakePa
 
 
 def test_flagged_samples_are_counted_per_party_against_the_samples_fetched(
-    cluster: tuple[Fusion, FakeParty],
+    cluster: tuple[Fusion, LyingParty],
 ) -> None:
     # Prepare: a lie the protocol cannot see (rows of other ids), which the purifier flags
     fusion, _ = cluster
@@ -441,7 +303,7 @@ def test_flagged_samples_are_counted_per_party_against_the_samples_fetched(
 
 
 def test_an_unexpected_failure_is_counted_as_the_500_it_becomes(
-    cluster: tuple[Fusion, FakeParty], monkeypatch: pytest.MonkeyPatch
+    cluster: tuple[Fusion, LyingParty], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Prepare: a bug inside the handler (not a domain error)
     fusion, _ = cluster

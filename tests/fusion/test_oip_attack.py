@@ -6,112 +6,24 @@ flags and missing parties are those of /v1 for the same ids."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Callable, Coroutine, Iterator
-from concurrent import futures
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import grpc
-import httpx
 import numpy as np
 import pytest
-import torch
 
-from copur.roles.fusion import FusionHandler, FusionSettings
-from copur.roles.fusion.http_api import create_http_app
-from copur.roles.fusion.worker import Worker
-from copur.roles.party import PartyApp, PartyCore
 from copur.science.bundle import Bundle
-from copur.transport.topology import FusionNode
-from copur_client.serde import embed_response, party_info_to_proto
-from copur_client.v1 import party_pb2, party_pb2_grpc
+from liarkit import LIAR, Fusion, Lie, LyingParty, M, answer, lying, lying_cluster
 
-LIAR = 2
-M = 6
 IDS = list(range(0, 2000, 50))  # 40 samples spread over the data set
-T = TypeVar("T")
-Lie = Callable[[np.ndarray], np.ndarray]
-
-
-class LyingParty(party_pb2_grpc.PartyServiceServicer):
-    """Party LIAR's real extractor behind a switch: ``lie`` rewrites its honest block; None makes
-    it unavailable."""
-
-    def __init__(self, core: PartyCore) -> None:
-        self.core = core
-        self.lie: Lie | None = lambda block: block
-
-    def Embed(
-        self, request: party_pb2.EmbedRequest, context: grpc.ServicerContext
-    ) -> party_pb2.EmbedResponse:
-        lie = self.lie
-        if lie is None:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "party is down")
-        block = self.core.embed_ids(list(request.sample_ids))
-        return embed_response(np.ascontiguousarray(lie(block), dtype=np.float32), LIAR)
-
-    def Info(
-        self, request: party_pb2.InfoRequest, context: grpc.ServicerContext
-    ) -> party_pb2.PartyInfo:
-        return party_info_to_proto(self.core.info)
-
-
-class Fusion:
-    """A FusionHandler and its FastAPI app (no keys) on an event loop in a background thread."""
-
-    def __init__(self, handler: FusionHandler) -> None:
-        self.handler = handler
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.call(handler.start())
-        self.client = self.call(self._client())
-
-    async def _client(self) -> httpx.AsyncClient:
-        app = create_http_app(self.handler, auth=None)
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://fc")
-
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(120)
-
-    def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        return self.call(self.client.post(path, json=body, timeout=120))
-
-    def close(self) -> None:
-        self.call(self.client.aclose())
-        self.call(self.handler.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 @pytest.fixture(scope="module")
 def cluster(mfeat_bundle_dir: Path, mfeat_bundle: Bundle) -> Iterator[tuple[Fusion, LyingParty]]:
-    honest = [
-        PartyApp(core=PartyCore.from_bundle(mfeat_bundle_dir, i)).start()
-        for i in range(M)
-        if i != LIAR
-    ]
-    liar = LyingParty(PartyCore.from_bundle(mfeat_bundle_dir, LIAR))
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    party_pb2_grpc.add_PartyServiceServicer_to_server(liar, server)
-    liar_port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    ports = iter(app.port for app in honest)
-    targets = [f"127.0.0.1:{liar_port if i == LIAR else next(ports)}" for i in range(M)]
-    worker = Worker(mfeat_bundle, device=torch.device("cpu"))
-    node = FusionNode(min_parties=4, deadline_ms=10_000, max_delay_ms=1)
-    handler = FusionHandler(
-        bundle=mfeat_bundle, worker=worker, settings=FusionSettings(node=node, targets=targets)
-    )
-    fusion = Fusion(handler)
-    yield fusion, liar
-    fusion.close()
-    worker.close()
-    server.stop(1).wait()
-    for app in honest:
-        app.stop()
+    """The five honest parties, the liar (honest for now) and the fusion center over them."""
+    with lying_cluster(mfeat_bundle_dir, mfeat_bundle) as running:
+        yield running
 
 
 def _both(fusion: Fusion) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -148,14 +60,14 @@ LIES: dict[str, Lie] = {
 def test_v2_flags_the_liar_and_agrees_with_v1(cluster: tuple[Fusion, LyingParty], lie: str) -> None:
     # Prepare
     fusion, liar = cluster
-    liar.lie = lambda block: block
+    liar.craft = answer
     _, honest = _both(fusion)
-    liar.lie = LIES[lie]
+    liar.craft = lying(LIES[lie])
     # Execute
     try:
         v1, v2 = _both(fusion)
     finally:
-        liar.lie = lambda block: block
+        liar.craft = answer
     # Assert: /v1 and /v2 say the same; the liar is flagged in (nearly) every row and the honest
     # parties in (nearly) none, nobody is missing (the lies are well formed), and the labels
     # survive the lie (measured for both lies: the liar flagged in 40 of 40 rows, no honest party
@@ -173,12 +85,12 @@ def test_v2_flags_the_liar_and_agrees_with_v1(cluster: tuple[Fusion, LyingParty]
 def test_v2_shows_a_silent_party_as_missing(cluster: tuple[Fusion, LyingParty]) -> None:
     # Prepare
     fusion, liar = cluster
-    liar.lie = None
+    liar.craft = None
     # Execute
     try:
         v1, v2 = _both(fusion)
     finally:
-        liar.lie = lambda block: block
+        liar.craft = answer
     # Assert
     assert v2["missing"][:, LIAR].all() and v2["missing"].sum() == len(IDS)
     np.testing.assert_array_equal(v2["missing"], _masks(v1, "missing_parties"))
