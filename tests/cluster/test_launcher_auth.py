@@ -9,20 +9,24 @@ from pathlib import Path
 import pytest
 import yaml
 
+from clusterkit import free_ports
 from copur.operations.launcher import Cluster, ClusterError
 from copur.transport.auth import init_keys
 from copur.transport.topology import load_topology
 
 
 def _config(tmp_path: Path, auth: dict[str, str]) -> Path:
+    # Free ports, not fixed ones: a port in the ephemeral range may be some other test's client
+    # socket, and the launcher refuses a taken port before it looks at the keys.
+    ports = free_ports(6)
     config = tmp_path / "cluster.yaml"
     config.write_text(
         yaml.safe_dump(
             {
                 "bundle": str(tmp_path / "bundle"),
-                "parties": [{"index": 0, "port": 41001}, {"index": 1, "port": 41002}],
-                "adversaries": [{"party": 1, "port": 41003, "control_port": 41004}],
-                "fusion": {"http_port": 41005, "grpc_port": 41006},
+                "parties": [{"index": 0, "port": ports[0]}, {"index": 1, "port": ports[1]}],
+                "adversaries": [{"party": 1, "port": ports[2], "control_port": ports[3]}],
+                "fusion": {"http_port": ports[4], "grpc_port": ports[5]},
                 "tls": {"mode": "plaintext"},
                 "auth": auth,
             }
