@@ -1,7 +1,6 @@
-"""HTTPS on the HTTP front doors: the topology's ``tls.http`` (HTTPS under mtls, plain HTTP only
-when written and only on loopback), the background HTTP server serving HTTPS, probes and clients
-that verify it against the cluster's CA, and a certificate that does not verify as one line, never
-retried."""
+"""HTTPS on the HTTP front doors (the topology's ``tls.http``: tests/tls/test_topology_tls.py): a
+role's ``--tls-http``, the background HTTP server serving HTTPS, probes and clients that verify it
+against the cluster's CA, and a certificate that does not verify as one line, never retried."""
 
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from fastapi import FastAPI
 
 from copur.errors import ConfigError
@@ -22,77 +20,8 @@ from copur.transport.auth.devkeys import init_keys
 from copur.transport.auth.guard import load_authenticator
 from copur.transport.http_server import BackgroundHttpServer
 from copur.transport.probe import probe_http
-from copur.transport.tls.credentials import http_ca, https_files, https_for, process_https
-from copur.transport.topology import load_topology
+from copur.transport.tls.credentials import https_files, process_https
 from copur_client import FusionClient, TlsError, Unavailable
-
-BASE = {
-    "bundle": "b",
-    "parties": [{"index": 0, "port": 50051}],
-    "fusion": {"http_port": 8080, "grpc_port": 50050},
-}
-
-
-def _file(tmp_path: Path, **extra: object) -> Path:
-    path = tmp_path / "cluster.yaml"
-    path.write_text(yaml.safe_dump({**BASE, **extra}))
-    return path
-
-
-@pytest.mark.parametrize(
-    ("tls", "https"),
-    [
-        ({}, True),  # mtls, the default: HTTPS
-        ({"mode": "mtls", "http": "https"}, True),
-        ({"mode": "plaintext"}, False),  # follows mode
-        ({"mode": "plaintext", "http": "https"}, True),
-        ({"mode": "mtls", "http": "plaintext"}, False),  # written, on loopback
-    ],
-)
-def test_tls_http_follows_mode_unless_written(
-    tmp_path: Path, tls: dict[str, str], https: bool
-) -> None:
-    # Execute
-    topology = load_topology(_file(tmp_path, tls=tls), env={})
-
-    # Assert
-    assert topology.https is https
-    assert topology.http_scheme == ("https" if https else "http")
-    assert http_ca(topology) == (Path(topology.tls.dir) / "ca.pem" if https else None)
-
-
-@pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.7", "fusion"])
-def test_plain_http_on_a_reachable_address_is_refused(tmp_path: Path, host: str) -> None:
-    # Prepare
-    path = _file(tmp_path, bind_host=host, tls={"mode": "mtls", "http": "plaintext"})
-
-    # Execute
-    with pytest.raises(ConfigError) as caught:
-        load_topology(path, env={})
-
-    # Assert
-    assert "plain HTTP front doors are for loopback only" in str(caught.value)
-    assert "\n" not in str(caught.value)
-
-
-def test_copur_tls_http_overrides_the_file(tmp_path: Path) -> None:
-    # Execute
-    topology = load_topology(_file(tmp_path), env={"COPUR_TLS_HTTP": "plaintext"})
-
-    # Assert
-    assert topology.https is False
-
-
-def test_a_missing_key_pair_is_named_before_anything_binds(tmp_path: Path) -> None:
-    # Prepare
-    topology = load_topology(_file(tmp_path, tls={"dir": str(tmp_path / "none")}), env={})
-
-    # Execute
-    with pytest.raises(ConfigError) as caught:
-        https_for(topology, "fusion")
-
-    # Assert
-    assert f"{tmp_path / 'none'}" in str(caught.value) and "copur certs init" in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """The topology's ``tls`` section: mTLS unless the file says plaintext, plaintext only on
-loopback, env overrides, and a missing key pair named with the command that creates it."""
+loopback, env overrides, and a missing key pair named with the command that creates it; its
+``http`` (HTTPS front doors unless written otherwise, plain HTTP only on loopback)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import yaml
 
 from copur.errors import ConfigError
-from copur.transport.tls.credentials import identity_for, load_identity
+from copur.transport.tls.credentials import http_ca, https_for, identity_for, load_identity
 from copur.transport.topology import is_loopback, load_topology
 
 BASE = {
@@ -124,3 +125,59 @@ def test_a_relative_dir_is_taken_from_the_working_directory(
 
     # Assert
     assert identity == load_identity(certs, "fusion")
+
+
+@pytest.mark.parametrize(
+    ("tls", "https"),
+    [
+        ({}, True),  # mtls, the default: HTTPS
+        ({"mode": "mtls", "http": "https"}, True),
+        ({"mode": "plaintext"}, False),  # follows mode
+        ({"mode": "plaintext", "http": "https"}, True),
+        ({"mode": "mtls", "http": "plaintext"}, False),  # written, on loopback
+    ],
+)
+def test_tls_http_follows_mode_unless_written(
+    tmp_path: Path, tls: dict[str, str], https: bool
+) -> None:
+    # Execute
+    topology = load_topology(_file(tmp_path, tls=tls), env={})
+
+    # Assert
+    assert topology.https is https
+    assert topology.http_scheme == ("https" if https else "http")
+    assert http_ca(topology) == (Path(topology.tls.dir) / "ca.pem" if https else None)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.7", "fusion"])
+def test_plain_http_on_a_reachable_address_is_refused(tmp_path: Path, host: str) -> None:
+    # Prepare
+    path = _file(tmp_path, bind_host=host, tls={"mode": "mtls", "http": "plaintext"})
+
+    # Execute
+    with pytest.raises(ConfigError) as caught:
+        load_topology(path, env={})
+
+    # Assert
+    assert "plain HTTP front doors are for loopback only" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_copur_tls_http_overrides_the_file(tmp_path: Path) -> None:
+    # Execute
+    topology = load_topology(_file(tmp_path), env={"COPUR_TLS_HTTP": "plaintext"})
+
+    # Assert
+    assert topology.https is False
+
+
+def test_a_missing_key_pair_is_named_before_anything_binds(tmp_path: Path) -> None:
+    # Prepare
+    topology = load_topology(_file(tmp_path, tls={"dir": str(tmp_path / "none")}), env={})
+
+    # Execute
+    with pytest.raises(ConfigError) as caught:
+        https_for(topology, "fusion")
+
+    # Assert
+    assert f"{tmp_path / 'none'}" in str(caught.value) and "copur certs init" in str(caught.value)

@@ -132,17 +132,26 @@ def process_https(
     """What a role's ``--tls-http`` flag asks for its HTTP front door: ``name``'s key pair under
     ``https``; None under ``plaintext``, refused unless ``host`` (the bind address) is loopback;
     any other mode is a ConfigError."""
+    chosen = _flag_name("--tls-http", mode, ("https", "HTTPS", "plain HTTP"), name, host)
+    return None if chosen is None else https_files(directory, chosen)
+
+
+def _flag_name(
+    flag: str, mode: str, names: tuple[str, str, str], name: str | None, host: str
+) -> str | None:
+    """What a role's TLS flag ``flag`` = ``mode`` asks for: ``name`` (the service whose key pair to
+    load) under the secure mode, None under ``plaintext``, which is refused unless ``host`` is
+    loopback. ``names``: the secure mode's value, how it is called, how plaintext is called."""
+    secure, called, plain = names
     if mode == "plaintext":
         if not is_loopback(host):
-            raise ConfigError(
-                f"--tls-http plaintext on {host}: plain HTTP is for loopback addresses only"
-            )
+            raise ConfigError(f"{flag} plaintext on {host}: {plain} is for loopback addresses only")
         return None
-    if mode != "https":
-        raise ConfigError(f"--tls-http must be https or plaintext, not {mode!r}")
+    if mode != secure:
+        raise ConfigError(f"{flag} must be {secure} or plaintext, not {mode!r}")
     if name is None:
-        raise ConfigError("HTTPS needs this service's name to pick its certificate")
-    return https_files(directory, name)
+        raise ConfigError(f"{called} needs this service's name to pick its certificate")
+    return name
 
 
 def _missing(path: Path, directory: Path) -> ConfigError:
@@ -187,17 +196,8 @@ def process_identity(
     """What a role's ``--tls-mode`` / ``--tls-dir`` flags ask for: ``name``'s identity under
     ``mtls``; None under ``plaintext``, which is refused unless ``host`` (the bind address) is
     loopback; any other mode is a ConfigError."""
-    if mode == "plaintext":
-        if not is_loopback(host):
-            raise ConfigError(
-                f"--tls-mode plaintext on {host}: plaintext gRPC is for loopback addresses only"
-            )
-        return None
-    if mode != "mtls":
-        raise ConfigError(f"--tls-mode must be mtls or plaintext, not {mode!r}")
-    if name is None:
-        raise ConfigError("mTLS needs this service's name to pick its certificate")
-    return load_identity(directory, name)
+    chosen = _flag_name("--tls-mode", mode, ("mtls", "mTLS", "plaintext gRPC"), name, host)
+    return None if chosen is None else load_identity(directory, chosen)
 
 
 def add_port(server: grpc.Server | grpc.aio.Server, address: str, tls: TlsIdentity | None) -> int:
