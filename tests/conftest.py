@@ -34,6 +34,20 @@ def mfeat_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mfeat_next_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The mfeat bundle retrained with another seed (the same data split, other extractors: another
+    embedding space): the "next" bundle of a rolling upgrade, or a foreign one."""
+    out = tmp_path_factory.mktemp("bundle") / "mfeat-next"
+    spec = DatasetSpec(name="mfeat", seed=0)
+    config = TrainConfig(seed=1)
+    data = load_dataset(spec)
+    result = train_all(data, config, device=torch.device("cpu"), progress=False)
+    save_bundle(out, data=data, spec=spec, config=config, result=result)
+    calibrate_bundle(out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def mfeat_bundle(mfeat_bundle_dir: Path) -> Bundle:
     return load_bundle(mfeat_bundle_dir)
 

@@ -144,6 +144,8 @@ def prediction_from_json(item: Mapping[str, Any]) -> Prediction:
             radius=float(cert["radius"]),
             label=int(cert["label"]),
         ),
+        bundle_id=str(item.get("bundle_id", "")),
+        missing_reasons=[str(x) for x in item.get("missing_reasons", [])],
     )
 
 

@@ -18,6 +18,8 @@ import numpy as np
 
 from copur_client.v1 import fusion_pb2, party_pb2, tensor_pb2
 from copur_client.wire import (
+    BundleRef,
+    BundlesStatus,
     Certificate,
     OipInferRequest,
     OipInferResponse,
@@ -27,6 +29,7 @@ from copur_client.wire import (
     OipServerMetadata,
     OipTensor,
     OipTensorMeta,
+    PartyBundles,
     PartyInfo,
     Prediction,
     WireError,
@@ -39,6 +42,10 @@ __all__ = [
     "SerdeError",
     "array_from_proto",
     "array_to_proto",
+    "bundle_list_from_proto",
+    "bundle_list_to_proto",
+    "bundles_status_from_proto",
+    "bundles_status_to_proto",
     "embed_request",
     "embed_response",
     "embed_response_from_proto",
@@ -98,14 +105,19 @@ def array_from_proto(tensor: tensor_pb2.Tensor, *, what: str = "tensor") -> np.n
     return values.astype(np.float32)
 
 
-def embed_request(sample_ids: Sequence[int]) -> party_pb2.EmbedRequest:
-    """An EmbedRequest for ``sample_ids``."""
-    return party_pb2.EmbedRequest(sample_ids=[int(i) for i in sample_ids])
+def embed_request(sample_ids: Sequence[int], bundle_id: str = "") -> party_pb2.EmbedRequest:
+    """An EmbedRequest for ``sample_ids`` by bundle ``bundle_id`` (empty: the party's current)."""
+    return party_pb2.EmbedRequest(sample_ids=[int(i) for i in sample_ids], bundle_id=bundle_id)
 
 
-def embed_response(embeddings: np.ndarray, party: int) -> party_pb2.EmbedResponse:
-    """A party's answer: its (n, e) embeddings as a float32 tensor and its index."""
-    return party_pb2.EmbedResponse(embeddings=array_to_proto(embeddings), party=party)
+def embed_response(
+    embeddings: np.ndarray, party: int, bundle_id: str = ""
+) -> party_pb2.EmbedResponse:
+    """A party's answer: its (n, e) embeddings as a float32 tensor, its index and the bundle that
+    produced them."""
+    return party_pb2.EmbedResponse(
+        embeddings=array_to_proto(embeddings), party=party, bundle_id=bundle_id
+    )
 
 
 def embed_response_from_proto(
@@ -117,7 +129,7 @@ def embed_response_from_proto(
 
 def party_info_to_proto(info: PartyInfo) -> party_pb2.PartyInfo:
     """A :class:`PartyInfo` as its message."""
-    return party_pb2.PartyInfo(**info.__dict__)
+    return party_pb2.PartyInfo(**{**info.__dict__, "bundles": list(info.bundles)})
 
 
 def party_info_from_proto(msg: party_pb2.PartyInfo) -> PartyInfo:
@@ -130,6 +142,50 @@ def party_info_from_proto(msg: party_pb2.PartyInfo) -> PartyInfo:
         dataset=msg.dataset,
         num_samples=msg.num_samples,
         num_parties=msg.num_parties,
+        bundle_id=msg.bundle_id,
+        bundles=tuple(msg.bundles),
+    )
+
+
+def bundle_list_to_proto(bundles: Sequence[BundleRef]) -> party_pb2.BundleList:
+    """A party's bundles (current first) as a BundleList."""
+    return party_pb2.BundleList(
+        bundles=[party_pb2.HeldBundle(bundle_id=b.bundle_id, path=b.path) for b in bundles]
+    )
+
+
+def bundle_list_from_proto(msg: party_pb2.BundleList) -> list[BundleRef]:
+    """A BundleList as :class:`BundleRef` objects, current first."""
+    return [BundleRef(bundle_id=b.bundle_id, path=b.path) for b in msg.bundles]
+
+
+def bundles_status_to_proto(status: BundlesStatus) -> fusion_pb2.BundlesStatus:
+    """The fusion center's :class:`BundlesStatus` as its message."""
+
+    def refs(items: Sequence[BundleRef]) -> list[fusion_pb2.BundleRef]:
+        return [fusion_pb2.BundleRef(bundle_id=b.bundle_id, path=b.path) for b in items]
+
+    return fusion_pb2.BundlesStatus(
+        active=status.active,
+        held=refs(status.held),
+        history=refs(status.history),
+        parties=[
+            fusion_pb2.PartyBundles(party=p.party, bundles=list(p.bundles), state=p.state)
+            for p in status.parties
+        ],
+    )
+
+
+def bundles_status_from_proto(msg: fusion_pb2.BundlesStatus) -> BundlesStatus:
+    """A BundlesStatus message as a :class:`BundlesStatus`."""
+    return BundlesStatus(
+        active=msg.active,
+        held=[BundleRef(bundle_id=b.bundle_id, path=b.path) for b in msg.held],
+        history=[BundleRef(bundle_id=b.bundle_id, path=b.path) for b in msg.history],
+        parties=[
+            PartyBundles(party=p.party, bundles=list(p.bundles), state=p.state)
+            for p in msg.parties
+        ],
     )
 
 
@@ -155,6 +211,8 @@ def predictions_to_proto(predictions: Sequence[Prediction]) -> fusion_pb2.Predic
         msg.party_scores.extend(p.party_scores)
         msg.flagged_parties.extend(p.flagged_parties)
         msg.missing_parties.extend(p.missing_parties)
+        msg.missing_reasons.extend(p.missing_reasons)
+        msg.bundle_id = p.bundle_id
         if p.certificate is not None:
             msg.certificate.CopyFrom(fusion_pb2.Certificate(**p.certificate.__dict__))
     return out
@@ -179,6 +237,8 @@ def predictions_from_proto(msg: fusion_pb2.PredictResponse) -> list[Prediction]:
             )
             if p.HasField("certificate")
             else None,
+            bundle_id=p.bundle_id,
+            missing_reasons=list(p.missing_reasons),
         )
         for p in msg.predictions
     ]

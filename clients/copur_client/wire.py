@@ -20,6 +20,8 @@ __all__ = [
     "DEFAULT_DEFENSE",
     "NO_ATTACK",
     "AttackName",
+    "BundleRef",
+    "BundlesStatus",
     "Certificate",
     "DefenseName",
     "OipInferRequest",
@@ -31,6 +33,7 @@ __all__ = [
     "OipTensor",
     "OipTensorMeta",
     "ParamValue",
+    "PartyBundles",
     "PartyInfo",
     "PolicySpec",
     "Prediction",
@@ -76,7 +79,7 @@ class PolicySpec(TypedDict):
 @dataclass(frozen=True)
 class PartyInfo:
     """What a party says about itself: its index and name, its feature and embedding widths, its
-    data set."""
+    data set, its current bundle's id and every bundle it holds (current first)."""
 
     index: int
     name: str
@@ -85,6 +88,8 @@ class PartyInfo:
     dataset: str
     num_samples: int
     num_parties: int
+    bundle_id: str = ""
+    bundles: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,8 +107,10 @@ class Certificate:
 @dataclass(frozen=True)
 class Prediction:
     """One sample's answer, as both front doors return it: the label and class probabilities,
-    each party's anomaly score, the parties the defense flagged and those that did not answer,
-    the defense that ran, and the certificate when asked."""
+    each party's anomaly score, the parties the defense flagged and those that did not answer
+    (with why, in the same order: ``timeout``, ``error``, ``invalid``, ``ejected`` or
+    ``version``), the defense that ran, the certificate when asked, and the bundle (digest of its
+    manifest) that every block and model of this answer came from."""
 
     sample_id: int
     label: int
@@ -113,6 +120,37 @@ class Prediction:
     missing_parties: list[int]
     defense: DefenseName
     certificate: Certificate | None = field(default=None)
+    bundle_id: str = ""
+    missing_reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BundleRef:
+    """A bundle by its id (the digest of its manifest) and the path it was loaded from."""
+
+    bundle_id: str
+    path: str
+
+
+@dataclass(frozen=True)
+class PartyBundles:
+    """What party ``party``'s last Info said it holds (current first), and its state at the fusion
+    center."""
+
+    party: int
+    bundles: list[str]
+    state: str
+
+
+@dataclass(frozen=True)
+class BundlesStatus:
+    """The fusion center's bundles: the ``active`` one's id, every one ``held`` (active first),
+    the ones served before (``history``, latest first) and what each party holds."""
+
+    active: str
+    held: list[BundleRef]
+    history: list[BundleRef]
+    parties: list[PartyBundles]
 
 
 OipParam: TypeAlias = bool | int | float | str | None

@@ -24,21 +24,39 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63opur_client/v1/fusion.proto\x12\x08\x63opur.v1\"F\n\x0ePredictRequest\x12\x12\n\nsample_ids\x18\x01 \x03(\x03\x12\x0f\n\x07\x64\x65\x66\x65nse\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x65rtify\x18\x03 \x01(\x08\"U\n\x0b\x43\x65rtificate\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x19\n\x11\x63\x65rtified_parties\x18\x02 \x01(\x05\x12\x0e\n\x06radius\x18\x03 \x01(\x02\x12\r\n\x05label\x18\x04 \x01(\x05\"\xdf\x01\n\nPrediction\x12\x11\n\tsample_id\x18\x01 \x01(\x03\x12\r\n\x05label\x18\x02 \x01(\x05\x12\x15\n\rprobabilities\x18\x03 \x03(\x02\x12\x14\n\x0cparty_scores\x18\x04 \x03(\x02\x12\x17\n\x0f\x66lagged_parties\x18\x05 \x03(\x05\x12\x17\n\x0fmissing_parties\x18\x06 \x03(\x05\x12\x0f\n\x07\x64\x65\x66\x65nse\x18\x07 \x01(\t\x12/\n\x0b\x63\x65rtificate\x18\x08 \x01(\x0b\x32\x15.copur.v1.CertificateH\x00\x88\x01\x01\x42\x0e\n\x0c_certificate\"<\n\x0fPredictResponse\x12)\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x14.copur.v1.Prediction2O\n\rFusionService\x12>\n\x07Predict\x12\x18.copur.v1.PredictRequest\x1a\x19.copur.v1.PredictResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63opur_client/v1/fusion.proto\x12\x08\x63opur.v1\"\x10\n\x0e\x42undlesRequest\"!\n\x11\x42undlePathRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\"$\n\x0f\x42undleIdRequest\x12\x11\n\tbundle_id\x18\x01 \x01(\t\"D\n\x0f\x41\x63tivateRequest\x12\x11\n\tbundle_id\x18\x01 \x01(\t\x12\x0e\n\x06quorum\x18\x02 \x01(\x05\x12\x0e\n\x06wait_s\x18\x03 \x01(\x02\"D\n\x12PartyBundleRequest\x12\r\n\x05party\x18\x01 \x01(\x05\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x11\n\tbundle_id\x18\x03 \x01(\t\",\n\tBundleRef\x12\x11\n\tbundle_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\"=\n\x0cPartyBundles\x12\r\n\x05party\x18\x01 \x01(\x05\x12\x0f\n\x07\x62undles\x18\x02 \x03(\t\x12\r\n\x05state\x18\x03 \x01(\t\"\x91\x01\n\rBundlesStatus\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\t\x12!\n\x04held\x18\x02 \x03(\x0b\x32\x13.copur.v1.BundleRef\x12$\n\x07history\x18\x03 \x03(\x0b\x32\x13.copur.v1.BundleRef\x12\'\n\x07parties\x18\x04 \x03(\x0b\x32\x16.copur.v1.PartyBundles\"F\n\x0ePredictRequest\x12\x12\n\nsample_ids\x18\x01 \x03(\x03\x12\x0f\n\x07\x64\x65\x66\x65nse\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x65rtify\x18\x03 \x01(\x08\"U\n\x0b\x43\x65rtificate\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x19\n\x11\x63\x65rtified_parties\x18\x02 \x01(\x05\x12\x0e\n\x06radius\x18\x03 \x01(\x02\x12\r\n\x05label\x18\x04 \x01(\x05\"\x8b\x02\n\nPrediction\x12\x11\n\tsample_id\x18\x01 \x01(\x03\x12\r\n\x05label\x18\x02 \x01(\x05\x12\x15\n\rprobabilities\x18\x03 \x03(\x02\x12\x14\n\x0cparty_scores\x18\x04 \x03(\x02\x12\x17\n\x0f\x66lagged_parties\x18\x05 \x03(\x05\x12\x17\n\x0fmissing_parties\x18\x06 \x03(\x05\x12\x0f\n\x07\x64\x65\x66\x65nse\x18\x07 \x01(\t\x12/\n\x0b\x63\x65rtificate\x18\x08 \x01(\x0b\x32\x15.copur.v1.CertificateH\x00\x88\x01\x01\x12\x11\n\tbundle_id\x18\t \x01(\t\x12\x17\n\x0fmissing_reasons\x18\n \x03(\tB\x0e\n\x0c_certificate\"<\n\x0fPredictResponse\x12)\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x14.copur.v1.Prediction2O\n\rFusionService\x12>\n\x07Predict\x12\x18.copur.v1.PredictRequest\x1a\x19.copur.v1.PredictResponse2\xa5\x03\n\x0b\x46usionAdmin\x12<\n\x07\x42undles\x12\x18.copur.v1.BundlesRequest\x1a\x17.copur.v1.BundlesStatus\x12\x42\n\nLoadBundle\x12\x1b.copur.v1.BundlePathRequest\x1a\x17.copur.v1.BundlesStatus\x12>\n\x08\x41\x63tivate\x12\x19.copur.v1.ActivateRequest\x1a\x17.copur.v1.BundlesStatus\x12@\n\nDropBundle\x12\x19.copur.v1.BundleIdRequest\x1a\x17.copur.v1.BundlesStatus\x12H\n\x0fLoadPartyBundle\x12\x1c.copur.v1.PartyBundleRequest\x1a\x17.copur.v1.BundlesStatus\x12H\n\x0f\x44ropPartyBundle\x12\x1c.copur.v1.PartyBundleRequest\x1a\x17.copur.v1.BundlesStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'copur_client.v1.fusion_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PREDICTREQUEST']._serialized_start=42
-  _globals['_PREDICTREQUEST']._serialized_end=112
-  _globals['_CERTIFICATE']._serialized_start=114
-  _globals['_CERTIFICATE']._serialized_end=199
-  _globals['_PREDICTION']._serialized_start=202
-  _globals['_PREDICTION']._serialized_end=425
-  _globals['_PREDICTRESPONSE']._serialized_start=427
-  _globals['_PREDICTRESPONSE']._serialized_end=487
-  _globals['_FUSIONSERVICE']._serialized_start=489
-  _globals['_FUSIONSERVICE']._serialized_end=568
+  _globals['_BUNDLESREQUEST']._serialized_start=42
+  _globals['_BUNDLESREQUEST']._serialized_end=58
+  _globals['_BUNDLEPATHREQUEST']._serialized_start=60
+  _globals['_BUNDLEPATHREQUEST']._serialized_end=93
+  _globals['_BUNDLEIDREQUEST']._serialized_start=95
+  _globals['_BUNDLEIDREQUEST']._serialized_end=131
+  _globals['_ACTIVATEREQUEST']._serialized_start=133
+  _globals['_ACTIVATEREQUEST']._serialized_end=201
+  _globals['_PARTYBUNDLEREQUEST']._serialized_start=203
+  _globals['_PARTYBUNDLEREQUEST']._serialized_end=271
+  _globals['_BUNDLEREF']._serialized_start=273
+  _globals['_BUNDLEREF']._serialized_end=317
+  _globals['_PARTYBUNDLES']._serialized_start=319
+  _globals['_PARTYBUNDLES']._serialized_end=380
+  _globals['_BUNDLESSTATUS']._serialized_start=383
+  _globals['_BUNDLESSTATUS']._serialized_end=528
+  _globals['_PREDICTREQUEST']._serialized_start=530
+  _globals['_PREDICTREQUEST']._serialized_end=600
+  _globals['_CERTIFICATE']._serialized_start=602
+  _globals['_CERTIFICATE']._serialized_end=687
+  _globals['_PREDICTION']._serialized_start=690
+  _globals['_PREDICTION']._serialized_end=957
+  _globals['_PREDICTRESPONSE']._serialized_start=959
+  _globals['_PREDICTRESPONSE']._serialized_end=1019
+  _globals['_FUSIONSERVICE']._serialized_start=1021
+  _globals['_FUSIONSERVICE']._serialized_end=1100
+  _globals['_FUSIONADMIN']._serialized_start=1103
+  _globals['_FUSIONADMIN']._serialized_end=1524
 # @@protoc_insertion_point(module_scope)

@@ -98,3 +98,302 @@ class FusionService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class FusionAdminStub:
+    """The fusion center's bundles, changed while it serves (a rolling upgrade; `copur rollout` walks it).
+    Every method needs an API key of scope `admin`; the HTTP twins are under /v1/admin/bundles.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Bundles = channel.unary_unary(
+                '/copur.v1.FusionAdmin/Bundles',
+                request_serializer=copur__client_dot_v1_dot_fusion__pb2.BundlesRequest.SerializeToString,
+                response_deserializer=copur__client_dot_v1_dot_fusion__pb2.BundlesStatus.FromString,
+                _registered_method=True)
+        self.LoadBundle = channel.unary_unary(
+                '/copur.v1.FusionAdmin/LoadBundle',
+                request_serializer=copur__client_dot_v1_dot_fusion__pb2.BundlePathRequest.SerializeToString,
+                response_deserializer=copur__client_dot_v1_dot_fusion__pb2.BundlesStatus.FromString,
+                _registered_method=True)
+        self.Activate = channel.unary_unary(
+                '/copur.v1.FusionAdmin/Activate',
+                request_serializer=copur__client_dot_v1_dot_fusion__pb2.ActivateRequest.SerializeToString,
+                response_deserializer=copur__client_dot_v1_dot_fusion__pb2.BundlesStatus.FromString,
+                _registered_method=True)
+        self.DropBundle = channel.unary_unary(
+                '/copur.v1.FusionAdmin/DropBundle',
+                request_serializer=copur__client_dot_v1_dot_fusion__pb2.BundleIdRequest.SerializeToString,
+                response_deserializer=copur__client_dot_v1_dot_fusion__pb2.BundlesStatus.FromString,
+                _registered_method=True)
+        self.LoadPartyBundle = channel.unary_unary(
+                '/copur.v1.FusionAdmin/LoadPartyBundle',
+                request_serializer=copur__client_dot_v1_dot_fusion__pb2.PartyBundleRequest.SerializeToString,
+                response_deserializer=copur__client_dot_v1_dot_fusion__pb2.BundlesStatus.FromString,
+                _registered_method=True)
+        self.DropPartyBundle = channel.unary_unary(
+                '/copur.v1.FusionAdmin/DropPartyBundle',
+                request_serializer=copur__client_dot_v1_dot_fusion__pb2.PartyBundleRequest.SerializeToString,
+                response_deserializer=copur__client_dot_v1_dot_fusion__pb2.BundlesStatus.FromString,
+                _registered_method=True)
+
+
+class FusionAdminServicer:
+    """The fusion center's bundles, changed while it serves (a rolling upgrade; `copur rollout` walks it).
+    Every method needs an API key of scope `admin`; the HTTP twins are under /v1/admin/bundles.
+    """
+
+    def Bundles(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoadBundle(self, request, context):
+        """Load the bundle at `path` (on the fusion center's host) beside the active one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Activate(self, request, context):
+        """Make a held bundle the active one, at once for every batch that starts after it, once at
+        least `quorum` parties (0: all) serve it, waiting up to `wait_s`; returns after the batches
+        still on the old one have finished. FAILED_PRECONDITION when too few parties serve it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropBundle(self, request, context):
+        """Drop a held bundle that is not the active one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoadPartyBundle(self, request, context):
+        """Relayed to party `party`'s PartyAdmin (the fusion center is the caller its mTLS admits).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropPartyBundle(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_FusionAdminServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Bundles': grpc.unary_unary_rpc_method_handler(
+                    servicer.Bundles,
+                    request_deserializer=copur__client_dot_v1_dot_fusion__pb2.BundlesRequest.FromString,
+                    response_serializer=copur__client_dot_v1_dot_fusion__pb2.BundlesStatus.SerializeToString,
+            ),
+            'LoadBundle': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadBundle,
+                    request_deserializer=copur__client_dot_v1_dot_fusion__pb2.BundlePathRequest.FromString,
+                    response_serializer=copur__client_dot_v1_dot_fusion__pb2.BundlesStatus.SerializeToString,
+            ),
+            'Activate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Activate,
+                    request_deserializer=copur__client_dot_v1_dot_fusion__pb2.ActivateRequest.FromString,
+                    response_serializer=copur__client_dot_v1_dot_fusion__pb2.BundlesStatus.SerializeToString,
+            ),
+            'DropBundle': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropBundle,
+                    request_deserializer=copur__client_dot_v1_dot_fusion__pb2.BundleIdRequest.FromString,
+                    response_serializer=copur__client_dot_v1_dot_fusion__pb2.BundlesStatus.SerializeToString,
+            ),
+            'LoadPartyBundle': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadPartyBundle,
+                    request_deserializer=copur__client_dot_v1_dot_fusion__pb2.PartyBundleRequest.FromString,
+                    response_serializer=copur__client_dot_v1_dot_fusion__pb2.BundlesStatus.SerializeToString,
+            ),
+            'DropPartyBundle': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropPartyBundle,
+                    request_deserializer=copur__client_dot_v1_dot_fusion__pb2.PartyBundleRequest.FromString,
+                    response_serializer=copur__client_dot_v1_dot_fusion__pb2.BundlesStatus.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'copur.v1.FusionAdmin', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('copur.v1.FusionAdmin', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class FusionAdmin:
+    """The fusion center's bundles, changed while it serves (a rolling upgrade; `copur rollout` walks it).
+    Every method needs an API key of scope `admin`; the HTTP twins are under /v1/admin/bundles.
+    """
+
+    @staticmethod
+    def Bundles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/copur.v1.FusionAdmin/Bundles',
+            copur__client_dot_v1_dot_fusion__pb2.BundlesRequest.SerializeToString,
+            copur__client_dot_v1_dot_fusion__pb2.BundlesStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadBundle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/copur.v1.FusionAdmin/LoadBundle',
+            copur__client_dot_v1_dot_fusion__pb2.BundlePathRequest.SerializeToString,
+            copur__client_dot_v1_dot_fusion__pb2.BundlesStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Activate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/copur.v1.FusionAdmin/Activate',
+            copur__client_dot_v1_dot_fusion__pb2.ActivateRequest.SerializeToString,
+            copur__client_dot_v1_dot_fusion__pb2.BundlesStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropBundle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/copur.v1.FusionAdmin/DropBundle',
+            copur__client_dot_v1_dot_fusion__pb2.BundleIdRequest.SerializeToString,
+            copur__client_dot_v1_dot_fusion__pb2.BundlesStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadPartyBundle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/copur.v1.FusionAdmin/LoadPartyBundle',
+            copur__client_dot_v1_dot_fusion__pb2.PartyBundleRequest.SerializeToString,
+            copur__client_dot_v1_dot_fusion__pb2.BundlesStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropPartyBundle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/copur.v1.FusionAdmin/DropPartyBundle',
+            copur__client_dot_v1_dot_fusion__pb2.PartyBundleRequest.SerializeToString,
+            copur__client_dot_v1_dot_fusion__pb2.BundlesStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

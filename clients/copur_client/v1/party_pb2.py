@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from copur_client.v1 import tensor_pb2 as copur__client_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63opur_client/v1/party.proto\x12\x08\x63opur.v1\x1a\x1c\x63opur_client/v1/tensor.proto\"\"\n\x0c\x45mbedRequest\x12\x12\n\nsample_ids\x18\x01 \x03(\x03\":\n\x14\x45mbedFeaturesRequest\x12\"\n\x08\x66\x65\x61tures\x18\x01 \x01(\x0b\x32\x10.copur.v1.Tensor\"D\n\rEmbedResponse\x12$\n\nembeddings\x18\x01 \x01(\x0b\x32\x10.copur.v1.Tensor\x12\r\n\x05party\x18\x02 \x01(\x05\"\r\n\x0bInfoRequest\"\x89\x01\n\tPartyInfo\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x65\x61ture_dim\x18\x03 \x01(\x05\x12\x0f\n\x07\x65mb_dim\x18\x04 \x01(\x05\x12\x0f\n\x07\x64\x61taset\x18\x05 \x01(\t\x12\x13\n\x0bnum_samples\x18\x06 \x01(\x03\x12\x13\n\x0bnum_parties\x18\x07 \x01(\x05\x32\xc6\x01\n\x0cPartyService\x12\x38\n\x05\x45mbed\x12\x16.copur.v1.EmbedRequest\x1a\x17.copur.v1.EmbedResponse\x12H\n\rEmbedFeatures\x12\x1e.copur.v1.EmbedFeaturesRequest\x1a\x17.copur.v1.EmbedResponse\x12\x32\n\x04Info\x12\x15.copur.v1.InfoRequest\x1a\x13.copur.v1.PartyInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63opur_client/v1/party.proto\x12\x08\x63opur.v1\x1a\x1c\x63opur_client/v1/tensor.proto\"5\n\x0c\x45mbedRequest\x12\x12\n\nsample_ids\x18\x01 \x03(\x03\x12\x11\n\tbundle_id\x18\x02 \x01(\t\"M\n\x14\x45mbedFeaturesRequest\x12\"\n\x08\x66\x65\x61tures\x18\x01 \x01(\x0b\x32\x10.copur.v1.Tensor\x12\x11\n\tbundle_id\x18\x02 \x01(\t\"W\n\rEmbedResponse\x12$\n\nembeddings\x18\x01 \x01(\x0b\x32\x10.copur.v1.Tensor\x12\r\n\x05party\x18\x02 \x01(\x05\x12\x11\n\tbundle_id\x18\x03 \x01(\t\"\r\n\x0bInfoRequest\"\xad\x01\n\tPartyInfo\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x65\x61ture_dim\x18\x03 \x01(\x05\x12\x0f\n\x07\x65mb_dim\x18\x04 \x01(\x05\x12\x0f\n\x07\x64\x61taset\x18\x05 \x01(\t\x12\x13\n\x0bnum_samples\x18\x06 \x01(\x03\x12\x13\n\x0bnum_parties\x18\x07 \x01(\x05\x12\x11\n\tbundle_id\x18\x08 \x01(\t\x12\x0f\n\x07\x62undles\x18\t \x03(\t\"!\n\x11LoadBundleRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\"&\n\x11\x44ropBundleRequest\x12\x11\n\tbundle_id\x18\x01 \x01(\t\"\x14\n\x12ListBundlesRequest\"-\n\nHeldBundle\x12\x11\n\tbundle_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\"3\n\nBundleList\x12%\n\x07\x62undles\x18\x01 \x03(\x0b\x32\x14.copur.v1.HeldBundle2\xc6\x01\n\x0cPartyService\x12\x38\n\x05\x45mbed\x12\x16.copur.v1.EmbedRequest\x1a\x17.copur.v1.EmbedResponse\x12H\n\rEmbedFeatures\x12\x1e.copur.v1.EmbedFeaturesRequest\x1a\x17.copur.v1.EmbedResponse\x12\x32\n\x04Info\x12\x15.copur.v1.InfoRequest\x1a\x13.copur.v1.PartyInfo2\xd1\x01\n\nPartyAdmin\x12?\n\nLoadBundle\x12\x1b.copur.v1.LoadBundleRequest\x1a\x14.copur.v1.BundleList\x12?\n\nDropBundle\x12\x1b.copur.v1.DropBundleRequest\x1a\x14.copur.v1.BundleList\x12\x41\n\x0bListBundles\x12\x1c.copur.v1.ListBundlesRequest\x1a\x14.copur.v1.BundleListb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,15 +33,27 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'copur_client.v1.party_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EMBEDREQUEST']._serialized_start=71
-  _globals['_EMBEDREQUEST']._serialized_end=105
-  _globals['_EMBEDFEATURESREQUEST']._serialized_start=107
-  _globals['_EMBEDFEATURESREQUEST']._serialized_end=165
-  _globals['_EMBEDRESPONSE']._serialized_start=167
-  _globals['_EMBEDRESPONSE']._serialized_end=235
-  _globals['_INFOREQUEST']._serialized_start=237
-  _globals['_INFOREQUEST']._serialized_end=250
-  _globals['_PARTYINFO']._serialized_start=253
-  _globals['_PARTYINFO']._serialized_end=390
-  _globals['_PARTYSERVICE']._serialized_start=393
-  _globals['_PARTYSERVICE']._serialized_end=591
+  _globals['_EMBEDREQUEST']._serialized_end=124
+  _globals['_EMBEDFEATURESREQUEST']._serialized_start=126
+  _globals['_EMBEDFEATURESREQUEST']._serialized_end=203
+  _globals['_EMBEDRESPONSE']._serialized_start=205
+  _globals['_EMBEDRESPONSE']._serialized_end=292
+  _globals['_INFOREQUEST']._serialized_start=294
+  _globals['_INFOREQUEST']._serialized_end=307
+  _globals['_PARTYINFO']._serialized_start=310
+  _globals['_PARTYINFO']._serialized_end=483
+  _globals['_LOADBUNDLEREQUEST']._serialized_start=485
+  _globals['_LOADBUNDLEREQUEST']._serialized_end=518
+  _globals['_DROPBUNDLEREQUEST']._serialized_start=520
+  _globals['_DROPBUNDLEREQUEST']._serialized_end=558
+  _globals['_LISTBUNDLESREQUEST']._serialized_start=560
+  _globals['_LISTBUNDLESREQUEST']._serialized_end=580
+  _globals['_HELDBUNDLE']._serialized_start=582
+  _globals['_HELDBUNDLE']._serialized_end=627
+  _globals['_BUNDLELIST']._serialized_start=629
+  _globals['_BUNDLELIST']._serialized_end=680
+  _globals['_PARTYSERVICE']._serialized_start=683
+  _globals['_PARTYSERVICE']._serialized_end=881
+  _globals['_PARTYADMIN']._serialized_start=884
+  _globals['_PARTYADMIN']._serialized_end=1093
 # @@protoc_insertion_point(module_scope)

@@ -189,3 +189,173 @@ class PartyService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class PartyAdminStub:
+    """A party's bundles, changed while it serves (a rolling upgrade): it holds at most two, the
+    current one and the next, and answers each Embed with the one asked for. Under mTLS only the
+    fusion center and the party's own identity may call it (never an adversary slot).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.LoadBundle = channel.unary_unary(
+                '/copur.v1.PartyAdmin/LoadBundle',
+                request_serializer=copur__client_dot_v1_dot_party__pb2.LoadBundleRequest.SerializeToString,
+                response_deserializer=copur__client_dot_v1_dot_party__pb2.BundleList.FromString,
+                _registered_method=True)
+        self.DropBundle = channel.unary_unary(
+                '/copur.v1.PartyAdmin/DropBundle',
+                request_serializer=copur__client_dot_v1_dot_party__pb2.DropBundleRequest.SerializeToString,
+                response_deserializer=copur__client_dot_v1_dot_party__pb2.BundleList.FromString,
+                _registered_method=True)
+        self.ListBundles = channel.unary_unary(
+                '/copur.v1.PartyAdmin/ListBundles',
+                request_serializer=copur__client_dot_v1_dot_party__pb2.ListBundlesRequest.SerializeToString,
+                response_deserializer=copur__client_dot_v1_dot_party__pb2.BundleList.FromString,
+                _registered_method=True)
+
+
+class PartyAdminServicer:
+    """A party's bundles, changed while it serves (a rolling upgrade): it holds at most two, the
+    current one and the next, and answers each Embed with the one asked for. Under mTLS only the
+    fusion center and the party's own identity may call it (never an adversary slot).
+    """
+
+    def LoadBundle(self, request, context):
+        """Load the bundle at `path` (a path on the party's host) beside the current one; loading one
+        already held changes nothing. FAILED_PRECONDITION when two are held already.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropBundle(self, request, context):
+        """Drop a held bundle; the other one becomes current. FAILED_PRECONDITION for the last one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBundles(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_PartyAdminServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'LoadBundle': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadBundle,
+                    request_deserializer=copur__client_dot_v1_dot_party__pb2.LoadBundleRequest.FromString,
+                    response_serializer=copur__client_dot_v1_dot_party__pb2.BundleList.SerializeToString,
+            ),
+            'DropBundle': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropBundle,
+                    request_deserializer=copur__client_dot_v1_dot_party__pb2.DropBundleRequest.FromString,
+                    response_serializer=copur__client_dot_v1_dot_party__pb2.BundleList.SerializeToString,
+            ),
+            'ListBundles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBundles,
+                    request_deserializer=copur__client_dot_v1_dot_party__pb2.ListBundlesRequest.FromString,
+                    response_serializer=copur__client_dot_v1_dot_party__pb2.BundleList.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'copur.v1.PartyAdmin', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('copur.v1.PartyAdmin', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class PartyAdmin:
+    """A party's bundles, changed while it serves (a rolling upgrade): it holds at most two, the
+    current one and the next, and answers each Embed with the one asked for. Under mTLS only the
+    fusion center and the party's own identity may call it (never an adversary slot).
+    """
+
+    @staticmethod
+    def LoadBundle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/copur.v1.PartyAdmin/LoadBundle',
+            copur__client_dot_v1_dot_party__pb2.LoadBundleRequest.SerializeToString,
+            copur__client_dot_v1_dot_party__pb2.BundleList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropBundle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/copur.v1.PartyAdmin/DropBundle',
+            copur__client_dot_v1_dot_party__pb2.DropBundleRequest.SerializeToString,
+            copur__client_dot_v1_dot_party__pb2.BundleList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBundles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/copur.v1.PartyAdmin/ListBundles',
+            copur__client_dot_v1_dot_party__pb2.ListBundlesRequest.SerializeToString,
+            copur__client_dot_v1_dot_party__pb2.BundleList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -88,6 +88,14 @@ class Manifest(BaseModel):
         return len(self.party_names)
 
     @property
+    def bundle_id(self) -> str:
+        """The bundle's identity on the wire: the first 16 hex digits of the sha256 of the
+        manifest's canonical JSON. The manifest holds the sha256 of every file (extractors, heads,
+        calibration, bank), so two bundles share an id only when every file is the same."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @property
     def model_cfg(self) -> ModelConfig:
         """The networks' shapes as a :class:`ModelConfig`."""
         return ModelConfig(**self.model)

@@ -15,6 +15,7 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "MESSAGE_OPTIONS",
     "RECONNECT_OPTIONS",
+    "Conflict",
     "InvalidRequest",
     "NotFound",
     "SchemaMismatch",
@@ -60,6 +61,11 @@ class Unavailable(CopurError):
     """Not enough of the cluster answered to serve the request."""
 
 
+class Conflict(CopurError):
+    """A request that the service's state refuses: a bundle it does not hold, a bundle slot that is
+    full, the active bundle dropped, too few parties serving a bundle to switch to it."""
+
+
 class UnsupportedMediaType(CopurError):
     """A request body that is not of the media type the operation reads (JSON)."""
 
@@ -75,6 +81,7 @@ _STATUS: dict[type[CopurError], tuple[int, grpc.StatusCode]] = {
     NotFound: (404, grpc.StatusCode.NOT_FOUND),
     TooLarge: (413, grpc.StatusCode.RESOURCE_EXHAUSTED),
     Unavailable: (503, grpc.StatusCode.UNAVAILABLE),
+    Conflict: (409, grpc.StatusCode.FAILED_PRECONDITION),
     UnsupportedMediaType: (415, grpc.StatusCode.INVALID_ARGUMENT),
     SchemaMismatch: (422, grpc.StatusCode.INVALID_ARGUMENT),
     Unauthenticated: (401, grpc.StatusCode.UNAUTHENTICATED),

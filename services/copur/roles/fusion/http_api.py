@@ -66,7 +66,8 @@ class CertificateOut(BaseModel):
 
 class PredictionOut(BaseModel):
     """One sample's prediction: label, probabilities, per-party scores, flagged and missing
-    parties."""
+    parties (with why each is missing, in the same order), and the bundle every block and model
+    of the answer came from."""
 
     sample_id: int
     label: int
@@ -76,6 +77,8 @@ class PredictionOut(BaseModel):
     missing_parties: list[int]
     defense: str
     certificate: CertificateOut | None = None
+    bundle_id: str
+    missing_reasons: list[str]
 
 
 class PredictResponse(BaseModel):
