@@ -312,9 +312,10 @@ class AdversaryCore:
 
     def relay_embed(self, method: str, request: Any, gone: threading.Event) -> Any:
         """The answer to one ``Embed`` / ``EmbedFeatures`` call (``request``: its message): held per
-        the policy, forwarded, then the upstream's reply itself when the policy leaves it alone,
-        else a reply carrying the corrupted block. Raises a :class:`ProxyError` when the call ends
-        without an answer. ``gone``: set when the caller goes away (ends a ``delay`` hold)."""
+        the policy, forwarded unchanged (its ``bundle_id`` too), then the upstream's reply itself
+        when the policy leaves it alone, else a reply carrying the corrupted block and the upstream
+        reply's ``bundle_id``. Raises a :class:`ProxyError` when the call ends without an answer.
+        ``gone``: set when the caller goes away (ends a ``delay`` hold)."""
         self.metrics.calls.labels(method).inc()
         self._hold(self.state.get(), gone)
         try:
@@ -349,4 +350,5 @@ class AdversaryCore:
         self.metrics.corrupted.labels(policy.attack).inc()
         if out is None:
             raise Dropped(DROP_DETAILS)
-        return embed_response(out, answering)
+        # a lie names the bundle the upstream answered with, as an honest answer would
+        return embed_response(out, answering, response.bundle_id)

@@ -19,21 +19,32 @@ __all__ = ["PartyCore"]
 
 class PartyCore:
     """Embeds sample ids (by its stored features) or raw features with party ``index``'s
-    extractor."""
+    extractor, the one of bundle ``bundle_id`` (loaded from ``path``; both empty for a core built
+    by hand, as in tests). Immutable once built: calls may run on it from many threads at once."""
 
     def __init__(
-        self, *, extractor: PartyExtractor, features: np.ndarray, info: PartyInfo, max_ids: int
+        self,
+        *,
+        extractor: PartyExtractor,
+        features: np.ndarray,
+        info: PartyInfo,
+        max_ids: int,
+        bundle_id: str = "",
+        path: str = "",
     ) -> None:
         self.extractor = extractor
         self.features = features
         self.info = info
         self.max_ids = max_ids
+        self.bundle_id = bundle_id
+        self.path = path
 
     @classmethod
     def from_bundle(
         cls, bundle: str | Path, index: int, *, data_dir: str | None = None, max_ids: int = 65536
     ) -> PartyCore:
-        """Load only this party's extractor and this party's columns of the bundle's data set."""
+        """Load only this party's extractor and this party's columns of the bundle's data set;
+        ``bundle_id`` is the manifest's id, ``path`` the bundle as given."""
         manifest, extractor = load_party(bundle, index)
         spec = manifest.dataset_spec
         if data_dir is not None:
@@ -48,7 +59,14 @@ class PartyCore:
             num_samples=len(features),
             num_parties=manifest.num_parties,
         )
-        return cls(extractor=extractor, features=features, info=info, max_ids=max_ids)
+        return cls(
+            extractor=extractor,
+            features=features,
+            info=info,
+            max_ids=max_ids,
+            bundle_id=manifest.bundle_id,
+            path=str(bundle),
+        )
 
     @torch.no_grad()
     def _embed(self, x: np.ndarray) -> np.ndarray:
