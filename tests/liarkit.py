@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent import futures
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -82,12 +82,17 @@ class LyingParty(party_pb2_grpc.PartyServiceServicer):
         if craft is None:
             context.abort(grpc.StatusCode.UNAVAILABLE, "party is down")
             raise AssertionError("context.abort returned")  # it raises; its stub says None
-        return craft(self.core.embed_ids(list(request.sample_ids)))
+        reply = craft(self.core.embed_ids(list(request.sample_ids)))
+        reply.bundle_id = (
+            self.core.bundle_id
+        )  # a liar names the bundle asked for, as honest ones do
+        return reply
 
     def Info(
         self, request: party_pb2.InfoRequest, context: grpc.ServicerContext
     ) -> party_pb2.PartyInfo:
-        return party_info_to_proto(self.core.info)
+        bundle = self.core.bundle_id
+        return party_info_to_proto(replace(self.core.info, bundle_id=bundle, bundles=(bundle,)))
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from copur.roles.fusion.metrics import MISSING_REASONS
 from copur.science.bundle import Bundle
 from copur_client.v1 import party_pb2, tensor_pb2
 from liarkit import LIAR, Answer, Craft, Fusion, LyingParty, M, answer, lying_cluster
@@ -144,7 +145,7 @@ def assert_sane_defense_input(fusion: Fusion, got: Answer) -> None:
     assert got.h.dtype == np.float32 and np.isfinite(got.h).all()
     assert not ((got.h != 0) & (np.abs(got.h) < np.finfo(np.float32).tiny)).any()
     assert fusion.handler.pool is not None
-    for i, bound in enumerate(fusion.handler.pool.max_norms):
+    for i, bound in enumerate(fusion.handler.bundles.active.max_norms):
         block = _block(got.h, i)
         assert (np.linalg.norm(block, axis=1) <= bound).all()
         assert (block[~got.observed[:, i]] == 0).all()
@@ -250,9 +251,15 @@ def test_valid_looking_rows_of_other_samples_are_flagged(
 
 
 def _counted(fusion: Fusion, series: str, party: int | None = None) -> float:
-    """A series' value in the fusion center's registry (a party's child, with ``party``)."""
+    """A series' value in the fusion center's registry (a party's child, with ``party``; the
+    missing samples summed over their reasons)."""
     labels = {} if party is None else {"party": str(party)}
-    value = fusion.handler.metrics.registry.get_sample_value(series, labels)
+    get = fusion.handler.metrics.registry.get_sample_value
+    if series == "copur_party_missing_samples_total":
+        found = [get(series, labels | {"reason": r}) for r in MISSING_REASONS]
+        assert all(v is not None for v in found), (series, labels)
+        return sum(v or 0.0 for v in found)
+    value = get(series, labels)
     assert value is not None, (series, labels)
     return value
 
@@ -280,7 +287,7 @@ def test_the_liar_is_counted_in_the_party_failures(cluster: tuple[Fusion, LyingP
     assert [m - b for m, b in zip(missing, missing_before, strict=True)] == [
         float(len(IDS)) if i == LIAR else 0.0 for i in range(M)
     ]
-    assert f'copur_party_missing_samples_total{{party="{LIAR}"}}' in metrics
+    assert f'copur_party_missing_samples_total{{party="{LIAR}",reason="invalid"}}' in metrics
     assert f'copur_party_up{{party="{LIAR}"}}' in metrics
 
 

@@ -19,14 +19,16 @@ import pytest
 from prometheus_client import generate_latest
 
 from copur.roles.fusion import FusionHandler, FusionSettings
-from copur.roles.fusion.metrics import FusionMetrics
+from copur.roles.fusion.metrics import MISSING_REASONS, FusionMetrics
 from copur.roles.fusion.parties import PartyPool
+from copur.science.bundle import Bundle
 from copur.transport.topology import FusionNode
 from copur_client.serde import embed_response, party_info_to_proto
 from copur_client.v1 import party_pb2, party_pb2_grpc
 from copur_client.wire import PartyInfo
 
 M, E, N = 3, 4, 100
+BUNDLE = "fake-bundle"
 HONEST, GARBLED, UNREACHABLE = 0, 1, 2
 BAD_ROWS = [1, 3]  # positions in the request whose rows the garbling party spoils
 IDS = list(range(10, 20))
@@ -44,7 +46,7 @@ class FakeParty(party_pb2_grpc.PartyServiceServicer):
             context.abort(grpc.StatusCode.UNAVAILABLE, "party is down")
         block = np.ones((len(request.sample_ids), E), np.float32)
         block[self.bad_rows] = np.nan
-        return embed_response(block, self.index)
+        return embed_response(block, self.index, request.bundle_id)
 
     def Info(self, request: party_pb2.InfoRequest, context: grpc.ServicerContext) -> Any:
         return party_info_to_proto(
@@ -56,6 +58,8 @@ class FakeParty(party_pb2_grpc.PartyServiceServicer):
                 dataset="fake",
                 num_samples=N,
                 num_parties=M,
+                bundle_id=BUNDLE,
+                bundles=(BUNDLE,),
             )
         )
 
@@ -85,14 +89,7 @@ def parties() -> Iterator[tuple[list[str], dict[int, FakeParty]]]:
 
 
 def _pool(targets: list[str], metrics: FusionMetrics) -> PartyPool:
-    return PartyPool(
-        targets=targets,
-        emb_dim=E,
-        num_samples=N,
-        max_norms=[100.0] * M,
-        deadline_s=2.0,
-        metrics=metrics,
-    )
+    return PartyPool(targets=targets, emb_dim=E, deadline_s=2.0, metrics=metrics, bundle_id=BUNDLE)
 
 
 def _value(metrics: FusionMetrics, name: str, party: int) -> float | None:
@@ -101,6 +98,16 @@ def _value(metrics: FusionMetrics, name: str, party: int) -> float | None:
 
 def _per_party(metrics: FusionMetrics, name: str) -> list[float | None]:
     return [_value(metrics, name, i) for i in range(M)]
+
+
+def _missing(metrics: FusionMetrics, reason: str | None = None) -> list[float]:
+    """``copur_party_missing_samples_total`` per party, of ``reason`` or summed over all."""
+    reasons = [reason] if reason else MISSING_REASONS
+    get = metrics.registry.get_sample_value
+    name = "copur_party_missing_samples_total"
+    return [
+        sum(get(name, {"party": str(i), "reason": r}) or 0.0 for r in reasons) for i in range(M)
+    ]
 
 
 def test_every_per_party_series_exists_at_zero_before_any_call() -> None:
@@ -113,12 +120,11 @@ def test_every_per_party_series_exists_at_zero_before_any_call() -> None:
 
     # Assert: present (so that rate() counts the first increments), and nothing counted yet
     for i in range(M):
-        for series in (
-            "copur_party_up",
-            "copur_party_flags_total",
-            "copur_party_missing_samples_total",
-        ):
+        for series in ("copur_party_up", "copur_party_flags_total", "copur_party_ejected"):
             assert f'{series}{{party="{i}"}} 0.0' in text, (series, i)
+        for reason in MISSING_REASONS:
+            missing = f'copur_party_missing_samples_total{{party="{i}",reason="{reason}"}} 0.0'
+            assert missing in text, (reason, i)
     assert f'party="{M}"' not in text
 
 
@@ -132,8 +138,8 @@ def test_missing_samples_are_counted_per_sample_and_failures_per_call(
     async def run() -> np.ndarray:
         pool = _pool(targets, metrics)
         try:
-            await pool.fetch(IDS)
-            return (await pool.fetch(IDS)).observed
+            await pool.fetch(IDS, bundle_id=BUNDLE, max_norms=[100.0] * M)
+            return (await pool.fetch(IDS, bundle_id=BUNDLE, max_norms=[100.0] * M)).observed
         finally:
             await pool.close()
 
@@ -142,11 +148,9 @@ def test_missing_samples_are_counted_per_sample_and_failures_per_call(
 
     # Assert: every sample of the unreachable party, the spoiled rows of the garbling one
     assert observed.sum(axis=0).tolist() == [len(IDS), len(IDS) - len(BAD_ROWS), 0]
-    assert _per_party(metrics, "copur_party_missing_samples_total") == [
-        0.0,
-        2.0 * len(BAD_ROWS),
-        2.0 * len(IDS),
-    ]
+    assert _missing(metrics) == [0.0, 2.0 * len(BAD_ROWS), 2.0 * len(IDS)]
+    assert _missing(metrics, "invalid") == [0.0, 2.0 * len(BAD_ROWS), 0.0]
+    assert _missing(metrics, "error") == [0.0, 0.0, 2.0 * len(IDS)]
     failures = metrics.registry.get_sample_value(
         "copur_party_failures_total", {"party": str(UNREACHABLE), "reason": "error"}
     )
@@ -168,10 +172,10 @@ def test_party_up_follows_the_probe_and_the_embed_calls(
             up = await pool.probe(M)
             seen["probed"] = [*_per_party(metrics, "copur_party_up"), float(up)]
             fakes[HONEST].down = True
-            await pool.fetch(IDS)
+            await pool.fetch(IDS, bundle_id=BUNDLE, max_norms=[100.0] * M)
             seen["honest down"] = _per_party(metrics, "copur_party_up")
             fakes[HONEST].down = False
-            await pool.fetch(IDS)
+            await pool.fetch(IDS, bundle_id=BUNDLE, max_norms=[100.0] * M)
             seen["honest back"] = _per_party(metrics, "copur_party_up")
         finally:
             await pool.close()
@@ -188,18 +192,20 @@ def test_party_up_follows_the_probe_and_the_embed_calls(
     assert seen["honest back"] == [1.0, 1.0, 0.0]
 
 
-def test_min_parties_is_exported_from_the_topology() -> None:
-    # Prepare: the handler reads only the bundle's party and sample counts before start()
-    bundle: Any = SimpleNamespace(manifest=SimpleNamespace(num_parties=M, num_samples=N))
+def test_min_parties_is_exported_from_the_topology(mfeat_bundle: Bundle) -> None:
+    # Prepare: the handler reads the bundle, nothing else, before start()
     node = FusionNode(min_parties=2)
+    targets = [f"127.0.0.1:{p}" for p in range(1, mfeat_bundle.manifest.num_parties + 1)]
 
     # Execute
     handler = FusionHandler(
-        bundle=bundle,
-        worker=SimpleNamespace(),  # type: ignore[arg-type]
-        settings=FusionSettings(node=node, targets=[f"127.0.0.1:{p}" for p in range(1, M + 1)]),
+        bundle=mfeat_bundle,
+        worker=SimpleNamespace(device="cpu"),  # type: ignore[arg-type]
+        settings=FusionSettings(node=node, targets=targets),
     )
 
-    # Assert
+    # Assert: the minimum, and the bundle batches will run on
     assert handler.metrics.registry.get_sample_value("copur_min_parties") == 2.0
     assert "copur_min_parties 2.0" in generate_latest(handler.metrics.registry).decode()
+    active = {"bundle": mfeat_bundle.manifest.bundle_id}
+    assert handler.metrics.registry.get_sample_value("copur_bundle_active", active) == 1.0

@@ -111,6 +111,12 @@ def test_without_a_key_every_guarded_operation_answers_401(door: FrontDoor) -> N
     # Execute / Assert
     ran = _fuzz(operations, check)
     assert sorted({label.rsplit(" ", 1)[0] for label in ran}) == [
+        "DELETE /v1/admin/bundles/{bundle_id}",
+        "DELETE /v1/admin/parties/{party}/bundles/{bundle_id}",
+        "GET /v1/admin/bundles",
         "GET /v1/parties",
+        "POST /v1/admin/bundles",
+        "POST /v1/admin/bundles/{bundle_id}/activate",
+        "POST /v1/admin/parties/{party}/bundles",
         "POST /v1/predict",
     ]

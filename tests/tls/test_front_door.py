@@ -30,6 +30,7 @@ class FakeHandler:
 
     node = SimpleNamespace(default_defense="copur")
     bundle = SimpleNamespace(manifest=SimpleNamespace(files={}, num_classes=10, num_parties=1))
+    bundles = SimpleNamespace()  # FusionAdmin's (never called here)
 
     async def predict(self, ids: list[int], defense: str | None, certify: bool) -> list[Prediction]:
         return [

@@ -63,8 +63,9 @@ class AdversaryNode(_Strict):
 
 
 class FusionNode(_Strict):
-    """The fusion center: its two front doors' ports, batching, the party deadline, the request
-    limits, the default defense and the device of its worker."""
+    """The fusion center: its two front doors' ports, batching, the party deadline and the
+    ejection of stalled parties, the request limits, the default defense and the device of its
+    worker."""
 
     http_port: int = Field(default=8080, ge=1, le=65535)
     grpc_port: int = Field(default=50050, ge=1, le=65535)
@@ -79,6 +80,12 @@ class FusionNode(_Strict):
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024
     )  # larger HTTP bodies: 413 before parsing
+    # A party that misses its deadline (or errs) eject_after times in a row is ejected: batches stop
+    # waiting for it, and a probe re-admits it once it answers; the ejection lasts eject_base_ms,
+    # doubled at each ejection in a row up to eject_max_ms. eject_after 0: never eject.
+    eject_after: int = Field(default=3, ge=0)
+    eject_base_ms: float = Field(default=1000.0, gt=0)
+    eject_max_ms: float = Field(default=8000.0, gt=0)
 
 
 class AuthConfig(_Strict):

@@ -10,9 +10,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.routing import Match, Route
 
 from copur.errors import CopurError
 from copur.transport.auth.errors import AuthError
@@ -92,7 +96,7 @@ def validation_detail(errors: Sequence[Mapping[str, Any]]) -> str:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Domain errors -> :func:`error_response`; FastAPI's request validation errors -> 422 with
-    one line."""
+    one line; a 405 lists in ``Allow`` every method the path is served with."""
 
     @app.exception_handler(CopurError)
     async def _domain(request: Request, exc: CopurError) -> JSONResponse:
@@ -101,6 +105,23 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": validation_detail(exc.errors())})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        # Starlette's 405 names the methods of the first route on the path only: a path served by
+        # two routes (GET and POST) must list both in Allow (RFC 9110 15.5.6).
+        if exc.status_code == 405:
+            allowed = sorted(
+                {
+                    method
+                    for route in app.router.routes
+                    if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE
+                    for method in route.methods or ()
+                }
+            )
+            headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)}
+            return JSONResponse({"detail": exc.detail}, status_code=405, headers=headers)
+        return await http_exception_handler(request, exc)
 
 
 def media_type(request: Request) -> str:

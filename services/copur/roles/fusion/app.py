@@ -31,7 +31,8 @@ log = logging.getLogger("copur.roles.fusion")
 def build_handler(topology: Topology) -> FusionHandler:
     """Load the bundle (verified) and the worker on ``cuda`` when present, else CPU; the party
     clients use the topology's ``tls`` (mTLS as ``fusion``, each peer's certificate checked by
-    its service name)."""
+    its service name; the bundle operations reach each party's own address, never an adversary
+    slot)."""
     tls = identity_for(topology, service_name("fusion"))  # first: a missing certificate fails fast
     bundle = load_bundle(topology.bundle)
     if bundle.manifest.num_parties != topology.num_parties:
@@ -46,8 +47,15 @@ def build_handler(topology: Topology) -> FusionHandler:
         targets=targets,
         tls=tls,
         peer_names=tuple(topology.fusion_peer(i) for i in range(topology.num_parties)),
+        admin_targets=tuple(topology.party_address(i) for i in range(topology.num_parties)),
+        admin_peer_names=tuple(service_name("party", i) for i in range(topology.num_parties)),
     )
-    return FusionHandler(bundle=bundle, worker=Worker(bundle, device=device), settings=settings)
+    return FusionHandler(
+        bundle=bundle,
+        worker=Worker(bundle, device=device),
+        settings=settings,
+        make_worker=lambda b: Worker(b, device=device),
+    )
 
 
 async def run_fusion(topology: Topology, stop: asyncio.Event) -> None:
@@ -99,7 +107,7 @@ async def run_fusion(topology: Topology, stop: asyncio.Event) -> None:
     await grpc_server.stop(1.0)
     await serve
     await handler.stop()
-    handler.worker.close()
+    handler.close()
     if not http.started:
         raise CopurError(f"fusion: cannot bind HTTP port {host}:{topology.fusion.http_port}")
 

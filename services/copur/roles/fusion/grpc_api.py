@@ -8,7 +8,7 @@ import time
 import grpc
 
 from copur.errors import CopurError
-from copur.roles.fusion import oip_grpc
+from copur.roles.fusion import admin_grpc, oip_grpc
 from copur.roles.fusion.handler import FusionHandler
 from copur.transport.auth.grpcauth import BearerInterceptor
 from copur.transport.auth.guard import Authenticator
@@ -64,7 +64,8 @@ def fusion_grpc_server(
     ``tls`` it serves mTLS only: callers must present a certificate signed by ``tls``'s CA
     (applications use the ``client`` key pair); None serves plaintext. ``auth``: Predict,
     ModelInfer and the two metadata methods need ``authorization: Bearer <key>`` metadata with
-    scope ``predict`` (health, reflection, ServerLive, ServerReady and ModelReady stay open); None
+    scope ``predict`` (health, reflection, ServerLive, ServerReady and ModelReady stay open), the
+    bundle operations of ``FusionAdmin`` scope ``admin``; None
     (``auth.mode: none``, loopback only) leaves it open. Keyword and required: never open by
     omission."""
     scopes: dict[str, Scope] = {f"/{SERVICE}/Predict": "predict", **oip_grpc.SCOPES}
@@ -76,10 +77,11 @@ def fusion_grpc_server(
     server = AioGrpcServer(
         name="fusion",
         address=address,
-        services=[SERVICE, oip_grpc.SERVICE],
+        services=[SERVICE, oip_grpc.SERVICE, admin_grpc.SERVICE],
         tls=tls,
         interceptors=interceptors,
     )
     fusion_pb2_grpc.add_FusionServiceServicer_to_server(FusionServicer(handler), server.server)
     oip_grpc.add_oip_service(server.server, handler)
+    admin_grpc.add_admin_service(server.server, handler.bundles)
     return server

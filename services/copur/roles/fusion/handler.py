@@ -1,5 +1,6 @@
 """The fusion center's transport-free handler: validate -> batch -> fetch -> defend -> answer.
-Both front doors (FastAPI, gRPC) are thin adapters over :class:`FusionHandler`."""
+Both front doors (FastAPI, gRPC) are thin adapters over :class:`FusionHandler`; the admin
+operations on its bundles (a rolling upgrade) are in :class:`~.bundles.BundleSet`."""
 
 from __future__ import annotations
 
@@ -7,14 +8,16 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from copur.roles.fusion.batcher import Batcher, Job
+from copur.roles.fusion.bundles import BundleSet, BundleSlot
 from copur.roles.fusion.metrics import FusionMetrics
-from copur.roles.fusion.parties import Fetched, PartyPool
+from copur.roles.fusion.parties import EjectionConfig, Fetched, PartyPool
 from copur.roles.fusion.worker import DefenseResult, Worker
 from copur.science.bundle import Bundle
 from copur.science.defenses import DEFENSES, check_defense
@@ -26,21 +29,21 @@ from copur_client.wire import Certificate, Prediction
 __all__ = ["FusionHandler", "FusionSettings"]
 
 log = logging.getLogger("copur.roles.fusion")
-MAX_NORM_FACTOR = (
-    1000.0  # a block above 1000x its party's typical clean norm is garbage, not an embedding
-)
 
 
 @dataclass(frozen=True, kw_only=True)
 class FusionSettings:
     """The topology's fusion section plus the party targets; ``tls``: the fusion center's
     identity for mTLS (None: plaintext), ``peer_names``: the certificate name each target must
-    present."""
+    present; ``admin_targets`` / ``admin_peer_names``: each party's own address and name, for the
+    bundle operations relayed to it (empty: the targets themselves)."""
 
     node: FusionNode
     targets: list[str]
     tls: TlsIdentity | None = None
     peer_names: tuple[str, ...] = ()
+    admin_targets: tuple[str, ...] = ()
+    admin_peer_names: tuple[str, ...] = ()
 
 
 class FusionHandler:
@@ -48,19 +51,33 @@ class FusionHandler:
     errors with one-line messages), batch it with others, fetch every party's blocks once per batch,
     run the defense on the worker and answer each request in its own order. A sample with fewer than
     ``min_parties`` valid blocks is an Unavailable naming the missing parties; a party that errs,
-    times out or answers garbage is a missing block, never a failed request. Lives in one event
-    loop: call :meth:`start` inside it before serving, :meth:`stop` after."""
+    times out, answers garbage or from another bundle, or is ejected, is a missing block with that
+    reason, never a failed request. Each batch runs on the bundle active when it starts, from the
+    parties' blocks to the defense: every answer names that bundle, and none mixes two. Lives in
+    one event loop: call :meth:`start` inside it before serving, :meth:`stop` after.
+    ``make_worker`` builds the worker of a bundle loaded later (default: one on ``worker``'s
+    device)."""
 
-    def __init__(self, *, bundle: Bundle, worker: Worker, settings: FusionSettings) -> None:
-        self.bundle = bundle
-        self.worker = worker
+    def __init__(
+        self,
+        *,
+        bundle: Bundle,
+        worker: Worker,
+        settings: FusionSettings,
+        make_worker: Callable[[Bundle], Worker] | None = None,
+    ) -> None:
         self.node = settings.node
         self.targets = settings.targets
         self.settings = settings
         self.metrics = FusionMetrics()
         self.metrics.min_parties.set(self.node.min_parties)
         self.num_parties = bundle.manifest.num_parties
-        self.num_samples = bundle.manifest.num_samples
+        self.bundles = BundleSet(
+            first=BundleSlot.of(bundle, worker, path=str(bundle.path)),
+            make_worker=make_worker or (lambda b: Worker(b, device=worker.device)),
+            metrics=self.metrics,
+            settings=settings,
+        )
         if len(self.targets) != self.num_parties:
             raise InvalidRequest(
                 f"topology has {len(self.targets)} parties, bundle has {self.num_parties}"
@@ -71,20 +88,38 @@ class FusionHandler:
         self._probe_task: asyncio.Task[None] | None = None
         self.parties_up = 0
 
+    @property
+    def bundle(self) -> Bundle:
+        """The active bundle (what a batch starting now runs on)."""
+        return self.bundles.active.bundle
+
+    @property
+    def worker(self) -> Worker:
+        """The active bundle's worker."""
+        return self.bundles.active.worker
+
+    @property
+    def num_samples(self) -> int:
+        """How many samples the active bundle's data set has (ids 0..n-1)."""
+        return self.bundle.manifest.num_samples
+
     async def start(self) -> None:
         """Create the party clients and the batcher inside the running loop; probe the parties."""
-        assert self.bundle.calibration is not None
-        scale = np.asarray(self.bundle.calibration.block_scale, dtype=np.float64)
         self.pool = PartyPool(
             targets=self.targets,
             emb_dim=int(self.bundle.manifest.model["emb_dim"]),
-            num_samples=self.num_samples,
-            max_norms=list(scale * MAX_NORM_FACTOR),
             deadline_s=self.node.deadline_ms / 1000.0,
             metrics=self.metrics,
+            bundle_id=self.bundles.active.bundle_id,
+            ejection=EjectionConfig(
+                eject_after=self.node.eject_after,
+                base_s=self.node.eject_base_ms / 1000.0,
+                max_s=self.node.eject_max_ms / 1000.0,
+            ),
             tls=self.settings.tls,
             peer_names=self.settings.peer_names,
         )
+        self.bundles.attach(self.pool)
         self.batcher = Batcher(
             process=self._process,
             max_batch=self.node.max_batch,
@@ -109,6 +144,11 @@ class FusionHandler:
             await self.batcher.stop()
         if self.pool is not None:
             await self.pool.close()
+        await self.bundles.close_admin()
+
+    def close(self) -> None:
+        """End every bundle's worker thread (after :meth:`stop`)."""
+        self.bundles.close_workers()
 
     @property
     def ready(self) -> bool:
@@ -149,14 +189,23 @@ class FusionHandler:
         return result
 
     async def _process(self, batch: list[Job]) -> None:
-        """One Embed call per party for the union of the batch's ids; defenses grouped by (name,
-        certify)."""
+        """The batch on the bundle active now, to the end (a switch meanwhile does not touch it)."""
+        slot = self.bundles.active
+        slot.inflight += 1
+        try:
+            await self._process_on(slot, batch)
+        finally:
+            slot.inflight -= 1
+
+    async def _process_on(self, slot: BundleSlot, batch: list[Job]) -> None:
+        """One Embed call per party for the union of the batch's ids, all from ``slot``'s bundle;
+        defenses grouped by (name, certify) on ``slot``'s worker."""
         assert self.pool is not None
         ids = sorted({i for job in batch for i in job.sample_ids})
         row = {sid: r for r, sid in enumerate(ids)}
         self.metrics.batch_size.observe(len(ids))
         self.metrics.batch_requests.observe(len(batch))
-        fetched = await self.pool.fetch(ids)
+        fetched = await self.pool.fetch(ids, bundle_id=slot.bundle_id, max_norms=slot.max_norms)
         groups: dict[tuple[str, bool], list[Job]] = defaultdict(list)
         for job in batch:
             groups[(job.defense, job.certify)].append(job)
@@ -165,13 +214,14 @@ class FusionHandler:
             enough = fetched.observed[rows].sum(axis=1) >= self.node.min_parties
             ok_rows = [r for r, e in zip(rows, enough, strict=True) if e]
             result = (
-                await self.worker.run(fetched.h[ok_rows], fetched.observed[ok_rows], name, certify)
+                await slot.worker.run(fetched.h[ok_rows], fetched.observed[ok_rows], name, certify)
                 if ok_rows
                 else None
             )
             where = {r: k for k, r in enumerate(ok_rows)}
             for job in jobs:
-                self._answer(job, [row[i] for i in job.sample_ids], fetched, result, where, name)
+                rows = [row[i] for i in job.sample_ids]
+                self._answer(job, rows, fetched, result, where, name, slot.bundle_id)
 
     def _answer(
         self,
@@ -181,6 +231,7 @@ class FusionHandler:
         result: DefenseResult | None,
         where: dict[int, int],
         name: str,
+        bundle_id: str,
     ) -> None:
         if (
             job.future.done()
@@ -194,7 +245,7 @@ class FusionHandler:
             job.future.set_exception(
                 Unavailable(
                     f"too few parties answered ({self.node.min_parties} needed); missing parties: "
-                    + ", ".join(map(str, missing))
+                    + ", ".join(f"{p} ({fetched.reasons[p] or 'invalid'})" for p in missing)
                 )
             )
             return
@@ -203,6 +254,7 @@ class FusionHandler:
         for sid, r in zip(job.sample_ids, rows, strict=True):
             k = where[r]
             flagged = np.flatnonzero(result.flagged[k]).tolist()
+            missing = np.flatnonzero(~fetched.observed[r]).tolist()
             for p in flagged:
                 self.metrics.party_flags.labels(party=str(p)).inc()
             preds.append(
@@ -212,9 +264,11 @@ class FusionHandler:
                     probabilities=result.probs[k].tolist(),
                     party_scores=result.scores[k].tolist(),
                     flagged_parties=flagged,
-                    missing_parties=np.flatnonzero(~fetched.observed[r]).tolist(),
+                    missing_parties=missing,
                     defense=name,
                     certificate=self._certificate(result, k) if job.certify else None,
+                    bundle_id=bundle_id,
+                    missing_reasons=[fetched.reasons[p] or "invalid" for p in missing],
                 )
             )
         job.future.set_result(preds)
@@ -235,9 +289,11 @@ class FusionHandler:
         return None
 
     def parties(self) -> list[dict[str, Any]]:
-        """Every party's address, state, failures (recent ones included) and flags, as GET
-        /v1/parties answers them."""
+        """Every party's address, state, failures (recent ones included), flags, why its blocks
+        were last missing, the bundles it holds and its ejection, as GET /v1/parties answers
+        them."""
         assert self.pool is not None
+        now = time.monotonic()
         return [
             {
                 "index": s.index,
@@ -248,6 +304,12 @@ class FusionHandler:
                 "last_error": s.last_error,
                 "recent_failures": list(s.recent),
                 "flags": int(self.metrics.party_flags.labels(party=str(s.index))._value.get()),
+                "missing_reason": s.last_missing,
+                "bundles": list(s.bundles),
+                "ejected": s.breaker.ejected,
+                "ejected_for_s": round(max(0.0, (s.breaker.ejected_until or now) - now), 3),
+                "ejections": s.breaker.ejections,
+                "consecutive_failures": s.breaker.consecutive,
             }
             for s in self.pool.states
         ]

@@ -1,8 +1,8 @@
 """FastAPI front door: a thin adapter over :class:`FusionHandler`. Errors map to status in
 grpcutil.
 
-Security: ``POST /v1/predict`` needs an API key with scope ``predict``, ``GET /v1/parties`` one
-with scope ``admin`` (it reveals the cluster's internal addresses). ``/healthz``, ``/readyz``,
+Security: ``POST /v1/predict`` needs an API key with scope ``predict``, ``GET /v1/parties`` and
+the bundle operations under ``/v1/admin`` one with scope ``admin``. ``/healthz``, ``/readyz``,
 ``/metrics``, ``/docs`` and ``/openapi.json`` stay open: orchestrator probes and Prometheus
 scrapers carry no keys, and none of them reveals data or costs more than a constant amount of
 work. The key is checked before the body is read; the body is then read up to
@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Valida
 
 from copur import __version__
 from copur.errors import CopurError
+from copur.roles.fusion.admin_http import admin_router
 from copur.roles.fusion.handler import FusionHandler
 from copur.roles.fusion.oip_http import oip_router
 from copur.science.defenses import DEFENSES
@@ -136,10 +137,12 @@ def create_http_app(handler: FusionHandler, *, auth: Authenticator | None) -> Fa
         description="Robust collaborative inference: predictions over the parties' embeddings. "
         "Send an API key as `Authorization: Bearer <key>`: scope `predict` for predictions, "
         "`admin` for "
-        "`/v1/parties`. Probes, metrics and these docs are open.",
+        "`/v1/parties` and the bundle operations under `/v1/admin`. Probes, metrics and these "
+        "docs are open.",
     )
     install_error_handlers(app)
     app.include_router(oip_router(handler, auth=auth))  # /v2: the Open Inference Protocol
+    app.include_router(admin_router(handler, auth=auth))  # /v1/admin: bundles, rolling upgrades
     max_body = handler.node.max_body_bytes
 
     @app.post(

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["FusionMetrics"]
+__all__ = ["MISSING_REASONS", "FusionMetrics"]
+
+MISSING_REASONS = ("timeout", "error", "invalid", "ejected", "version")
+"""Why a party's block of a sample is missing: its call timed out or failed, the row was garbage,
+the party is ejected (stalled), or it answered from another bundle."""
 
 
 class FusionMetrics:
@@ -12,11 +16,16 @@ class FusionMetrics:
     flags and latencies, parties up; exported from ``registry`` only, never the global one.
 
     Per sample, per party: ``copur_party_flags_total`` (the defense flagged the block) and
-    ``copur_party_missing_samples_total`` (no valid block: the call failed, timed out or the row
-    was garbage), both against ``copur_batch_samples_sum`` (the samples fetched); the alert rules
-    of deploy/prometheus divide them. ``copur_party_failures_total`` counts failed calls (or
+    ``copur_party_missing_samples_total`` (no valid block, by ``reason``: the call failed or timed
+    out, the row was garbage, the party is ejected or on another bundle), both against
+    ``copur_batch_samples_sum`` (the samples fetched); the alert rules of deploy/prometheus divide
+    them. ``copur_party_failures_total`` counts failed calls (or
     answers with bad rows), not samples. ``copur_party_up`` is each party's state (1 up),
-    ``copur_min_parties`` the configured minimum beside ``copur_parties_up``."""
+    ``copur_min_parties`` the configured minimum beside ``copur_parties_up``.
+    ``copur_party_ejected`` is 1 while a party is out of the path (stalled), and
+    ``copur_party_ejections_total`` counts its ejections; ``copur_bundle_active{bundle}`` is 1 for
+    the bundle batches run on (0 for one held beside it), ``copur_bundle_switches_total`` counts
+    switches."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -72,8 +81,32 @@ class FusionMetrics:
         )
         self.party_missing_samples = Counter(
             "copur_party_missing_samples",
-            "Samples whose block from the party was missing (failed, timed out or invalid)",
+            "Samples whose block from the party was missing, by reason (timeout, error, invalid, "
+            "ejected, version)",
+            ["party", "reason"],
+            registry=self.registry,
+        )
+        self.party_ejected = Gauge(
+            "copur_party_ejected",
+            "1 while the party is ejected (stalled: not called until a probe answers)",
             ["party"],
+            registry=self.registry,
+        )
+        self.party_ejections = Counter(
+            "copur_party_ejections",
+            "Times the party was ejected (consecutive deadline misses or errors)",
+            ["party"],
+            registry=self.registry,
+        )
+        self.bundle_active = Gauge(
+            "copur_bundle_active",
+            "1 for the bundle batches run on, 0 for a bundle held beside it",
+            ["bundle"],
+            registry=self.registry,
+        )
+        self.bundle_switches = Counter(
+            "copur_bundle_switches",
+            "Switches of the active bundle",
             registry=self.registry,
         )
         self.min_parties = Gauge(
@@ -89,4 +122,7 @@ class FusionMetrics:
             party = str(i)
             self.party_up.labels(party=party).set(0)
             self.party_flags.labels(party=party)
-            self.party_missing_samples.labels(party=party)
+            self.party_ejected.labels(party=party).set(0)
+            self.party_ejections.labels(party=party)
+            for reason in MISSING_REASONS:
+                self.party_missing_samples.labels(party=party, reason=reason)
