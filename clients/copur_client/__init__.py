@@ -14,14 +14,16 @@ from copur_client.errors import (
     Unavailable,
 )
 from copur_client.grpc_client import GrpcFusionClient, GrpcTls
-from copur_client.http import AdversaryControl, FusionClient
+from copur_client.http import AdversaryControl, FusionClient, bundles_status_from_json
 from copur_client.table import predict_command, predictions_table
-from copur_client.wire import Certificate, Prediction
+from copur_client.wire import BundleRef, BundlesStatus, Certificate, PartyBundles, Prediction
 
 __all__ = [
     "AdversaryControl",
     "AuthError",
     "BadRequest",
+    "BundleRef",
+    "BundlesStatus",
     "Certificate",
     "CopurClientError",
     "Forbidden",
@@ -29,6 +31,7 @@ __all__ = [
     "GrpcFusionClient",
     "GrpcTls",
     "NotFound",
+    "PartyBundles",
     "Prediction",
     "RateLimited",
     "ServerError",
@@ -36,6 +39,7 @@ __all__ = [
     "TlsError",
     "Unauthorized",
     "Unavailable",
+    "bundles_status_from_json",
     "predict_command",
     "predictions_table",
 ]

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 
@@ -32,7 +33,14 @@ from copur_client.errors import (
     Unavailable,
 )
 from copur_client.retry import MAX_BACKOFF_S, RetryPolicy
-from copur_client.wire import Certificate, Prediction, one_line
+from copur_client.wire import (
+    BundleRef,
+    BundlesStatus,
+    Certificate,
+    PartyBundles,
+    Prediction,
+    one_line,
+)
 
 __all__ = [
     "ADMIN_KEY_ENV",
@@ -40,6 +48,7 @@ __all__ = [
     "CA_FILE_ENV",
     "AdversaryControl",
     "FusionClient",
+    "bundles_status_from_json",
     "prediction_from_json",
     "resolve_key",
     "tls_verify",
@@ -149,6 +158,68 @@ def prediction_from_json(item: Mapping[str, Any]) -> Prediction:
     )
 
 
+def _field(item: Mapping[str, Any], name: str, kind: type, where: str) -> Any:
+    """``item[name]`` when it is a ``kind`` (never a bool standing in for an int), else
+    ValueError naming ``where`` and ``name``."""
+    value = item.get(name)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise ValueError(f"{where}.{name} is {one_line(repr(value), 80)}, not {kind.__name__}")
+    return value
+
+
+def _objects(data: Mapping[str, Any], name: str) -> list[Mapping[str, Any]]:
+    items = _field(data, name, list, "status")
+    for k, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise ValueError(f"status.{name}[{k}] is {one_line(repr(item), 80)}, not an object")
+    return list(items)
+
+
+def _bundle_ref(item: Mapping[str, Any], where: str) -> BundleRef:
+    return BundleRef(
+        bundle_id=_field(item, "bundle_id", str, where), path=_field(item, "path", str, where)
+    )
+
+
+def _party_bundles(item: Mapping[str, Any], where: str) -> PartyBundles:
+    ids = _field(item, "bundles", list, where)
+    if not all(isinstance(i, str) for i in ids):
+        raise ValueError(f"{where}.bundles is {one_line(repr(ids), 80)}, not a list of ids")
+    return PartyBundles(
+        party=_field(item, "party", int, where),
+        bundles=list(ids),
+        state=_field(item, "state", str, where),
+    )
+
+
+def bundles_status_from_json(
+    data: Any, *, endpoint: str = "the fusion center's bundles status"
+) -> BundlesStatus:
+    """The admin API's status answer (``{"active", "held", "history", "parties"}``) as a
+    :class:`copur_client.wire.BundlesStatus`, lists in the server's order; keys it does not know
+    are ignored. Anything else (a missing or mistyped field) is a :class:`ServerError` naming
+    ``endpoint`` and the field."""
+    try:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"the answer is {one_line(repr(data), 80)}, not an object")
+        return BundlesStatus(
+            active=_field(data, "active", str, "status"),
+            held=[
+                _bundle_ref(x, f"status.held[{k}]") for k, x in enumerate(_objects(data, "held"))
+            ],
+            history=[
+                _bundle_ref(x, f"status.history[{k}]")
+                for k, x in enumerate(_objects(data, "history"))
+            ],
+            parties=[
+                _party_bundles(x, f"status.parties[{k}]")
+                for k, x in enumerate(_objects(data, "parties"))
+            ],
+        )
+    except ValueError as exc:
+        raise ServerError(endpoint, f"malformed bundles status: {exc}", 200) from None
+
+
 class _Refused(Unavailable):
     """A refused connection, or one the server dropped before answering (retried like a 503: the
     server is restarting, and every call retried is idempotent)."""
@@ -171,6 +242,7 @@ class _HttpBase:
         ca_file: str | Path | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.timeout = timeout
         self.policy = RetryPolicy(
             retries=retries,
             backoff_s=backoff_s,
@@ -190,11 +262,19 @@ class _HttpBase:
         return self.policy.rate_retries
 
     def _attempt(
-        self, endpoint: str, method: str, path: str, json: Any, key: str | None
+        self,
+        endpoint: str,
+        method: str,
+        path: str,
+        json: Any,
+        key: str | None,
+        timeout: float | None = None,
     ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {key}"} if key else None
         try:
-            return self._client.request(method, path, json=json, headers=headers)
+            if timeout is None:  # the client's own
+                return self._client.request(method, path, json=json, headers=headers)
+            return self._client.request(method, path, json=json, headers=headers, timeout=timeout)
         except httpx.TimeoutException as exc:
             raise Timeout(
                 endpoint, f"no answer within the timeout ({type(exc).__name__})"
@@ -222,14 +302,16 @@ class _HttpBase:
         retry: bool = True,
         key: str | None = None,
         key_env: str = API_KEY_ENV,
+        timeout: float | None = None,
     ) -> httpx.Response:
         """Send with ``key`` as the Bearer token; retry per :attr:`policy` (503s and refused
-        connections only when ``retry``); every failure raises a :class:`CopurClientError`."""
+        connections only when ``retry``); every failure raises a :class:`CopurClientError`.
+        ``timeout`` (seconds) replaces the client's for each attempt of this call."""
         endpoint = f"{method} {self.url}{path}"
         hint = "" if key else f" (no API key was sent: pass one or set ${key_env})"
 
         def attempt() -> httpx.Response:
-            response = self._attempt(endpoint, method, path, json, key)
+            response = self._attempt(endpoint, method, path, json, key, timeout)
             if not response.is_success:
                 raise _error_for(endpoint, response, hint)
             return response
@@ -256,8 +338,11 @@ class _HttpBase:
         retry: bool = True,
         key: str | None = None,
         key_env: str = API_KEY_ENV,
+        timeout: float | None = None,
     ) -> Any:
-        response = self._send(method, path, json=json, retry=retry, key=key, key_env=key_env)
+        response = self._send(
+            method, path, json=json, retry=retry, key=key, key_env=key_env, timeout=timeout
+        )
         try:
             return response.json()
         except ValueError:
@@ -287,8 +372,11 @@ class FusionClient(_HttpBase):
     carries a call across a restart of the fusion center. 429s are retried ``rate_retries`` times
     after the wait the server asks; other 4xx answers never are. ``api_key`` (default
     ``$COPUR_API_KEY``, else the admin key) is sent with predictions, ``admin_key`` (default
-    ``$COPUR_ADMIN_KEY``, else ``api_key``) with :meth:`parties`; probes and metrics are sent
-    without a key."""
+    ``$COPUR_ADMIN_KEY``, else ``api_key``) with :meth:`parties` and the bundle calls; probes and
+    metrics are sent without a key.
+
+    The bundle calls are idempotent too (loading a held bundle changes nothing), with one edge: a
+    drop retried after a lost connection whose first attempt did drop answers 409 (not held)."""
 
     def __init__(
         self,
@@ -353,6 +441,69 @@ class FusionClient(_HttpBase):
             raise ServerError(f"GET {self.url}/v1/parties", "the answer has no 'parties' list", 200)
         return list(answer["parties"])
 
+    # --- bundles (admin operations): the rolling upgrade's steps ---------------------------------
+
+    def _bundles_call(
+        self, method: str, path: str, *, json: Any = None, timeout: float | None = None
+    ) -> BundlesStatus:
+        """An admin call answering the bundles status, parsed (:func:`bundles_status_from_json`)."""
+        answer = self._json(
+            method, path, json=json, key=self.admin_key, key_env=ADMIN_KEY_ENV, timeout=timeout
+        )
+        return bundles_status_from_json(answer, endpoint=f"{method} {self.url}{path}")
+
+    def bundles(self) -> BundlesStatus:
+        """``GET /v1/admin/bundles``: the active bundle, those held (active first), those served
+        before (latest first) and what each party holds."""
+        return self._bundles_call("GET", "/v1/admin/bundles")
+
+    def load_bundle(self, path: str | Path) -> BundlesStatus:
+        """``POST /v1/admin/bundles``: the fusion center loads the bundle at ``path`` (a path on
+        its host) beside the active one, which stays active; a bundle held already changes
+        nothing. :class:`BadRequest` (400) for a bad path or bundle, 409 when two are held."""
+        return self._bundles_call("POST", "/v1/admin/bundles", json={"path": str(path)})
+
+    def activate_bundle(
+        self, bundle_id: str, *, quorum: int = 0, wait_s: float = 10.0
+    ) -> BundlesStatus:
+        """``POST /v1/admin/bundles/{bundle_id}/activate``: the fusion center switches to the held
+        bundle ``bundle_id`` once at least ``quorum`` parties (0: all) serve it, waiting up to
+        ``wait_s`` for them, and answers after the batches still on the old one have finished
+        (``history[0]`` is then the old one). Each attempt may take ``wait_s`` plus the client's
+        timeout. 409 (a :class:`BadRequest`) when it is not held or too few parties serve it."""
+        if quorum < 0 or wait_s < 0:
+            raise ValueError(f"quorum and wait_s must be >= 0, got {quorum} and {wait_s}")
+        return self._bundles_call(
+            "POST",
+            f"/v1/admin/bundles/{_segment(bundle_id)}/activate",
+            json={"quorum": operator.index(quorum), "wait_s": float(wait_s)},
+            timeout=float(wait_s) + self.timeout,
+        )
+
+    def drop_bundle(self, bundle_id: str) -> BundlesStatus:
+        """``DELETE /v1/admin/bundles/{bundle_id}``: the fusion center drops a held bundle that is
+        not the active one. 409 when it is not held or is the active one."""
+        return self._bundles_call("DELETE", f"/v1/admin/bundles/{_segment(bundle_id)}")
+
+    def load_party_bundle(self, party: int, path: str | Path) -> BundlesStatus:
+        """``POST /v1/admin/parties/{party}/bundles``: party ``party`` loads the bundle at
+        ``path`` (a path on the party's host) beside its current one, relayed by the fusion
+        center, which then re-reads what the party holds. 404 for an unknown party, 409 when it
+        holds two already, 503 (retried) when it cannot be reached."""
+        return self._bundles_call(
+            "POST",
+            f"/v1/admin/parties/{operator.index(party)}/bundles",
+            json={"path": str(path)},
+        )
+
+    def drop_party_bundle(self, party: int, bundle_id: str) -> BundlesStatus:
+        """``DELETE /v1/admin/parties/{party}/bundles/{bundle_id}``: party ``party`` drops bundle
+        ``bundle_id``, relayed by the fusion center. 409 when the party does not hold it or holds
+        nothing else."""
+        return self._bundles_call(
+            "DELETE", f"/v1/admin/parties/{operator.index(party)}/bundles/{_segment(bundle_id)}"
+        )
+
     def ready(self) -> bool:
         """``GET /readyz``: True on 200, False on 503 or when the server cannot be reached (no
         retry)."""
@@ -365,6 +516,11 @@ class FusionClient(_HttpBase):
     def metrics(self) -> str:
         """``GET /metrics``: the Prometheus exposition text."""
         return self._send("GET", "/metrics").text
+
+
+def _segment(value: str) -> str:
+    """``value`` as one URL path segment (every reserved character quoted, ``/`` included)."""
+    return quote(str(value), safe="")
 
 
 class AdversaryControl(_HttpBase):

@@ -183,8 +183,7 @@ def bundles_status_from_proto(msg: fusion_pb2.BundlesStatus) -> BundlesStatus:
         held=[BundleRef(bundle_id=b.bundle_id, path=b.path) for b in msg.held],
         history=[BundleRef(bundle_id=b.bundle_id, path=b.path) for b in msg.history],
         parties=[
-            PartyBundles(party=p.party, bundles=list(p.bundles), state=p.state)
-            for p in msg.parties
+            PartyBundles(party=p.party, bundles=list(p.bundles), state=p.state) for p in msg.parties
         ],
     )
 

@@ -1,9 +1,9 @@
 """The ``copur`` command line: the composition root, the one place that may import every layer.
 
 One module per group of commands (:mod:`.model`, :mod:`.evaluate`, :mod:`.serve`,
-:mod:`.cluster`), registered here in the order ``copur --help`` lists them, plus the sub-apps
-``bench``, ``certs``, ``compose``, ``keys`` and ``scenario``. Domain errors print one line and
-exit 2; nothing runs at import."""
+:mod:`.cluster`, :mod:`.rollout`), registered here in the order ``copur --help`` lists them, plus
+the sub-apps ``bench``, ``certs``, ``compose``, ``keys`` and ``scenario``. Domain errors print one
+line and exit 2; nothing runs at import."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from copur.cli import cluster, evaluate, model, serve
+from copur.cli import cluster, evaluate, model, rollout, serve
 from copur.cli.common import app
 from copur.cli.compose import compose_app
 from copur.evaluation.bench.cli import bench_app
@@ -33,6 +33,7 @@ for _command in (
     cluster.down,
     cluster.demo,
     cluster.predict,
+    rollout.rollout,
 ):
     app.command()(_command)
 
