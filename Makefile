@@ -6,7 +6,7 @@ BUNDLE ?= runs/mfeat
 CERTS  ?= runs/certs
 
 .PHONY: demo test test-packages lint install clean results perf soak proto report-png \
-        docker-packages docker-image compose-demo compose-faults test-containers
+        docker-packages docker-image compose-demo compose-faults test-containers churn
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,17 @@ $(CERTS)/api-keys.json: | install
 $(BUNDLE)/bank.safetensors: | install
 	if [ -f $(BUNDLE)/calibration.json ]; then $(BIN)/copur calibrate $(BUNDLE); \
 	else $(BIN)/copur train --dataset mfeat --out $(BUNDLE) --seed 0; fi
+
+# The next bundle of a rolling upgrade: mfeat retrained with another seed on the same split (other extractors,
+# another embedding space, another bundle id); `make churn` rolls the cluster out to it and back.
+runs/mfeat-next/bank.safetensors: | install
+	$(BIN)/copur train --dataset mfeat --out runs/mfeat-next --seed 1 --split-seed 0 --no-progress
+
+# Stalled parties, a foreign bundle, a rollout and a rollback under load on the local cluster; the table in
+# docs/OPERATIONS.md (exit 1 when a check fails).
+churn: install $(BUNDLE)/bank.safetensors runs/mfeat-next/bank.safetensors $(CERTS)/ca.pem $(CERTS)/api-keys.json
+	$(BIN)/copur bench churn --config deploy/cluster-scenarios.yaml --next-bundle runs/mfeat-next \
+	  --json runs/bench/churn.json --markdown docs/OPERATIONS.md
 
 # Two more data sets for the report: scikit-learn's 8x8 digits (4 parties, one per quadrant) and its breast cancer
 # table (30 columns, 569 samples, 2 classes) through the csv loader, split into 5 parties of 6 columns.

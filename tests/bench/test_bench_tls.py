@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from copur.evaluation.bench.serve import _bench_topology
+from copur.evaluation.bench.serve import bench_topology
 from copur.transport.topology import load_topology
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,7 +24,7 @@ def test_bench_copy_keeps_mtls_with_an_absolute_dir(
     out.mkdir()
 
     # Execute
-    copy = _bench_topology(REPO / "deploy" / "cluster.yaml", True, out)
+    copy = bench_topology(REPO / "deploy" / "cluster.yaml", True, out)
     tls = load_topology(copy, env={}).tls
 
     # Assert
@@ -38,7 +38,7 @@ def test_bench_copy_of_a_topology_without_tls_section_keeps_the_default(tmp_path
     config.write_text(yaml.safe_dump({"bundle": "/b", "parties": [{"index": 0, "port": 5}]}))
 
     # Execute
-    tls = load_topology(_bench_topology(config, False, tmp_path), env={}).tls
+    tls = load_topology(bench_topology(config, False, tmp_path), env={}).tls
 
     # Assert
     assert (tls.mode, tls.dir) == ("mtls", "runs/certs")

@@ -37,6 +37,13 @@ def train(
     seed: Annotated[
         int, typer.Option(help="Seed for the split, initialisation and shuffling.")
     ] = 0,
+    split_seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Seed for the train/test split alone (default: --seed): retrain with another "
+            "--seed on the same split, e.g. the next bundle of a rolling upgrade."
+        ),
+    ] = None,
     test_fraction: Annotated[
         float,
         typer.Option(
@@ -69,7 +76,7 @@ def train(
             data_dir=data_dir,
             divisions=tuple(divisions or ()),
             label=label,
-            seed=seed,
+            seed=seed if split_seed is None else split_seed,
             test_fraction=test_fraction,
         )
         config = TrainConfig(

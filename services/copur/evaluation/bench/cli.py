@@ -334,3 +334,71 @@ def _recorded(report: PurifierBench | ServeBench | None, fallback: str) -> str:
     if report is None:
         return ""
     return report.command if report.command is not None else fallback
+
+
+@bench_app.command("churn")
+def bench_churn_command(
+    next_bundle: Annotated[
+        Path,
+        typer.Option(help="A retrained bundle of the same data set: the rollout's target."),
+    ] = Path("runs/mfeat-next"),
+    config: Annotated[Path, typer.Option(help="Topology that is started.")] = Path(
+        "deploy/cluster-scenarios.yaml"
+    ),
+    json_path: Annotated[
+        Path, typer.Option("--json", help="Where to write the results (JSON).")
+    ] = Path("runs/bench/churn.json"),
+    markdown: Annotated[
+        Path | None,
+        typer.Option(help="Write the table into this document, between its churn-table markers."),
+    ] = None,
+    party: Annotated[
+        int, typer.Option(help="The party frozen, slowed, put on a foreign bundle.")
+    ] = 3,
+    concurrency: Annotated[int, typer.Option(min=1, help="Clients during the faults.")] = 8,
+    rollout_concurrency: Annotated[
+        int, typer.Option(min=1, help="Clients during the rollout and the rollback.")
+    ] = 16,
+    phase_s: Annotated[
+        float, typer.Option(min=0.5, help="Seconds each fault is measured once ejected.")
+    ] = 8.0,
+    log_dir: Annotated[
+        Path | None, typer.Option(help="Where the cluster logs (default: a temp dir).")
+    ] = None,
+) -> None:
+    """Start the local cluster of --config and put it through what a deployment lives through,
+    under a steady load of HTTP clients, each phase measured by the client:
+
+    a party frozen (SIGSTOP) until ejected, then resumed; a party slower than the deadline (its
+    adversary slot's delay policy); a party on a foreign bundle; `copur rollout` to --next-bundle
+    and `copur rollout --rollback`. Checks: ejection within seconds, then throughput >= 80% and
+    p99 <= 2x of healthy, re-admission within seconds; the foreign bundle's blocks missing with
+    reason `version`, never flagged; rollout and rollback with zero errors and zero answers that
+    mix bundles. Exit 1 when a check fails."""
+
+    def run() -> None:
+        from copur.evaluation.churn.models import ChurnSettings
+        from copur.evaluation.churn.run import churn_command
+        from copur_client import CopurClientError
+
+        settings = ChurnSettings(
+            party=party,
+            concurrency=concurrency,
+            rollout_concurrency=rollout_concurrency,
+            phase_s=phase_s,
+        )
+        try:
+            code = churn_command(
+                config=config,
+                next_bundle=next_bundle,
+                json_path=json_path,
+                markdown=markdown,
+                settings=settings,
+                log_dir=log_dir,
+                echo=typer.echo,
+            )
+        except CopurClientError as exc:  # the cluster refused a step: one line, not a traceback
+            raise ConfigError(f"the cluster refused a step: {exc}") from None
+        raise typer.Exit(code)
+
+    _guard(run)

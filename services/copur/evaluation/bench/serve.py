@@ -17,7 +17,7 @@ from typing import Any
 from copur.evaluation.bench.loadgen import bench_serve
 from copur.evaluation.bench.models import Machine, ServeBench, ServeRun, ServeSettings, write_bench
 
-__all__ = ["format_table", "serve_command"]
+__all__ = ["bench_topology", "format_table", "serve_command"]
 
 
 def format_table(runs: Sequence[ServeRun]) -> str:
@@ -37,7 +37,7 @@ def format_table(runs: Sequence[ServeRun]) -> str:
     return "\n".join(lines)
 
 
-def _bench_topology(config: Path, batching: bool, out_dir: Path) -> Path:
+def bench_topology(config: Path, batching: bool, out_dir: Path) -> Path:
     """A copy of ``config`` with fusion.batching set, every adversary's policy ``none`` and absolute
     bundle and tls.dir paths (relative paths are taken from the working directory, else from the
     file's folder)."""
@@ -60,6 +60,7 @@ def _bench_topology(config: Path, batching: bool, out_dir: Path) -> Path:
             here, beside = Path(value).resolve(), (config.parent / value).resolve()
             node[key] = str(here if here.exists() or not beside.exists() else beside)
     path = out_dir / f"cluster-batching-{'on' if batching else 'off'}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
@@ -159,7 +160,7 @@ def serve_command(
 
         with tempfile.TemporaryDirectory(prefix="copur-bench-") as tmp:
             for mode in modes:
-                path = _bench_topology(Path(config), mode == "on", Path(tmp))
+                path = bench_topology(Path(config), mode == "on", Path(tmp))
                 logs = (log_dir or Path(tmp) / "logs") / f"batching-{mode}"
                 topology = load_topology(path)
                 security = {
