@@ -20,6 +20,7 @@ from copur.transport.topology import load_topology
 
 __all__ = [
     "DEPLOYED",
+    "SCENARIOS",
     "alive",
     "free_ports",
     "running_cluster",
@@ -29,6 +30,7 @@ __all__ = [
 ]
 
 DEPLOYED = Path(__file__).resolve().parents[1] / "deploy" / "cluster.yaml"
+SCENARIOS = DEPLOYED.parent / "cluster-scenarios.yaml"  # every party behind an adversary slot
 START_TIMEOUT_S = 240.0  # every process imports torch; on a busy 2-core machine that takes a while
 
 
@@ -56,11 +58,17 @@ def alive(pid: int) -> bool:
         return False
 
 
-def write_topology(folder: Path, bundle: Path, *, fusion: Mapping[str, Any] | None = None) -> Path:
-    """``folder/cluster.yaml``: deploy/cluster.yaml with ``bundle``, fresh loopback ports, the
-    adversaries' policy ``none``, ``fusion`` overriding the fusion section, plaintext gRPC and no
-    API keys."""
-    raw = yaml.safe_load(DEPLOYED.read_text())
+def write_topology(
+    folder: Path,
+    bundle: Path,
+    *,
+    fusion: Mapping[str, Any] | None = None,
+    base: Path = DEPLOYED,
+) -> Path:
+    """``folder/cluster.yaml``: ``base`` (deploy/cluster.yaml) with ``bundle``, fresh loopback
+    ports, the adversaries' policy ``none``, ``fusion`` overriding the fusion section, plaintext
+    gRPC and no API keys."""
+    raw = yaml.safe_load(base.read_text())
     adversaries = raw.get("adversaries") or []
     ports = iter(free_ports(len(raw["parties"]) + 2 * len(adversaries) + 2))
     raw.update(bundle=str(bundle), bind_host="127.0.0.1", hostnames="local")

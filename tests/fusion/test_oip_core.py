@@ -112,12 +112,12 @@ def test_server_metadata_lists_the_extensions_served() -> None:
     assert server_metadata().extensions == ("binary_tensor_data", "parameters")
 
 
-def test_the_version_follows_the_bundle_files() -> None:
+def test_the_version_is_the_bundle_id() -> None:
     # Prepare: two manifests that differ in one file digest only
     a = Manifest.model_construct(files={"head.safetensors": "aa", "calibration.json": "bb"})
     b = Manifest.model_construct(files={"head.safetensors": "aa", "calibration.json": "cc"})
-    # Execute / Assert: 12 hex digits, stable, different for another file
-    assert len(bundle_version(a)) == 12 and int(bundle_version(a), 16) >= 0
+    # Execute / Assert: the bundle's id (16 hex digits), stable, different for another file
+    assert bundle_version(a) == a.bundle_id and len(bundle_version(a)) == 16
     assert bundle_version(a) == bundle_version(Manifest.model_construct(files=dict(a.files)))
     assert bundle_version(a) != bundle_version(b)
 

@@ -42,6 +42,7 @@ __all__ = ["MAX_HELD", "MAX_NORM_FACTOR", "BundleSet", "BundleSlot"]
 log = logging.getLogger("copur.roles.fusion")
 
 MAX_HELD = 2  # the active bundle and the next one
+MAX_HISTORY = 10  # bundles served before, remembered for `copur rollout --rollback`
 MAX_NORM_FACTOR = 1000.0  # a block above 1000x its party's typical clean norm is garbage
 PARTY_ADMIN_TIMEOUT_S = 120.0  # a party loads a bundle's extractor and its data set's columns
 DRAIN_TIMEOUT_S = 60.0  # a batch on the old bundle ends within a deadline plus its defense
@@ -222,6 +223,7 @@ class BundleSet:
             old, self.active = self.active, slot
             self.pool.bundle_id = bundle_id
             self.history.insert(0, BundleRef(bundle_id=old.bundle_id, path=old.path))
+            del self.history[MAX_HISTORY:]
             self.metrics.bundle_active.labels(bundle=old.bundle_id).set(0)
             self.metrics.bundle_active.labels(bundle=bundle_id).set(1)
             self.metrics.bundle_switches.inc()

@@ -17,6 +17,7 @@ import numpy as np
 from copur.roles.fusion.batcher import Batcher, Job
 from copur.roles.fusion.bundles import BundleSet, BundleSlot
 from copur.roles.fusion.metrics import FusionMetrics
+from copur.roles.fusion.oip import OipModel
 from copur.roles.fusion.parties import EjectionConfig, Fetched, PartyPool
 from copur.roles.fusion.worker import DefenseResult, Worker
 from copur.science.bundle import Bundle
@@ -86,6 +87,7 @@ class FusionHandler:
         self.pool: PartyPool | None = None
         self.batcher: Batcher | None = None
         self._probe_task: asyncio.Task[None] | None = None
+        self._oip_model: OipModel | None = None
         self.parties_up = 0
 
     @property
@@ -97,6 +99,16 @@ class FusionHandler:
     def worker(self) -> Worker:
         """The active bundle's worker."""
         return self.bundles.active.worker
+
+    def oip_model(self) -> OipModel:
+        """The Open Inference Protocol's model of the active bundle (its version: the bundle's
+        id), made once per bundle."""
+        bundle_id = self.bundles.active.bundle_id
+        if self._oip_model is None or self._oip_model.version != bundle_id:
+            self._oip_model = OipModel.from_manifest(
+                self.bundle.manifest, default_defense=self.node.default_defense
+            )
+        return self._oip_model
 
     @property
     def num_samples(self) -> int:

@@ -141,6 +141,17 @@ def create_http_app(handler: FusionHandler, *, auth: Authenticator | None) -> Fa
         "docs are open.",
     )
     install_error_handlers(app)
+    make_schema = app.openapi
+    made_for: list[str] = []
+
+    def openapi() -> dict[str, Any]:
+        # The document names the active bundle (the /v2 version): made again after a switch.
+        active = handler.bundles.active.bundle_id
+        if made_for != [active]:
+            app.openapi_schema, made_for[:] = None, [active]
+        return make_schema()
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.include_router(oip_router(handler, auth=auth))  # /v2: the Open Inference Protocol
     app.include_router(admin_router(handler, auth=auth))  # /v1/admin: bundles, rolling upgrades
     max_body = handler.node.max_body_bytes

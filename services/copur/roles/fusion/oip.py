@@ -16,8 +16,6 @@ wrong."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -106,10 +104,10 @@ def _quote(name: str) -> str:
 
 
 def bundle_version(manifest: Manifest) -> str:
-    """The model version: the first 12 hex digits of the SHA-256 of the manifest's file digests
-    (weights, calibration, bank). Another training or calibration is another version."""
-    digests = json.dumps(manifest.files, sort_keys=True).encode()
-    return hashlib.sha256(digests).hexdigest()[:12]
+    """The model version: the bundle's id (:attr:`Manifest.bundle_id`, 16 hex digits of the
+    SHA-256 of its manifest, which holds every file's digest). Another training or calibration is
+    another version; a rolling upgrade switches the version served."""
+    return manifest.bundle_id
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -372,9 +370,12 @@ def infer_response(
     if query.certify:
         kinds = {(p.certificate or _NO_CERTIFICATE).kind for p in predictions}
         parameters["certificate"] = kinds.pop() if len(kinds) == 1 else "none"
+    # The version that answered: the bundle the predictions name (a switch may have happened
+    # since the request was checked against the model).
+    answered = predictions[0].bundle_id if predictions and predictions[0].bundle_id else ""
     return OipInferResponse(
         model_name=model.name,
-        model_version=model.version,
+        model_version=answered or model.version,
         id=query.request_id,
         parameters=parameters,
         outputs=tuple(outputs),

@@ -50,14 +50,16 @@ SCOPES: Final[dict[str, Scope]] = {
 
 
 class OipServicer(oip_pb2_grpc.GRPCInferenceServiceServicer):
-    """GRPCInferenceService over ``handler``: the model of its bundle, every ModelInfer counted
-    and timed (transport :data:`TRANSPORT`)."""
+    """GRPCInferenceService over ``handler``: the model of its active bundle, every ModelInfer
+    counted and timed (transport :data:`TRANSPORT`)."""
 
     def __init__(self, handler: FusionHandler) -> None:
         self.handler = handler
-        self.model = OipModel.from_manifest(
-            handler.bundle.manifest, default_defense=handler.node.default_defense
-        )
+
+    @property
+    def model(self) -> OipModel:
+        """The model of the bundle active now (its version: the bundle's id)."""
+        return self.handler.oip_model()
 
     async def ServerLive(
         self, request: oip_pb2.ServerLiveRequest, context: grpc.aio.ServicerContext

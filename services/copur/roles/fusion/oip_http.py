@@ -54,7 +54,6 @@ from copur.roles.fusion.oip import (
     INPUT,
     INPUT_DATATYPE,
     OUTPUTS,
-    OipModel,
     infer_response,
     parse_infer,
     server_metadata,
@@ -454,21 +453,23 @@ def oip_router(handler: FusionHandler, *, auth: Authenticator | None) -> APIRout
     (scope ``predict``); None (``auth.mode: none``, loopback only) leaves them open. Every
     inference call is counted and timed with transport :data:`TRANSPORT`."""
     router = APIRouter(route_class=OipRoute, tags=["Open Inference Protocol v2"])
-    model = OipModel.from_manifest(
-        handler.bundle.manifest, default_defense=handler.node.default_defense
-    )
+    model = handler.oip_model  # the active bundle's, called at each request
     guarded = require(auth, "predict")
     max_body = handler.node.max_body_bytes
 
     # Documented as the one name and version served: any other is a 404 (FastAPI does not check
-    # these enums; the model does, answering the protocol's error object).
+    # these enums; the model does, answering the protocol's error object). The version is the
+    # active bundle's when the document is made (create_http_app makes it again after a switch).
     def name_path() -> Any:
-        return Path(description="The model: `copur`.", json_schema_extra={"enum": [model.name]})
+        return Path(description="The model: `copur`.", json_schema_extra={"enum": [model().name]})
+
+    def _version_enum(schema: dict[str, Any]) -> None:
+        schema["enum"] = [model().version]
 
     def version_path() -> Any:
         return Path(
-            description="The model's version (its metadata list it).",
-            json_schema_extra={"enum": [model.version]},
+            description="The model's version: the active bundle's id (its metadata list it).",
+            json_schema_extra=_version_enum,
         )
 
     @router.get("/v2/health/live", response_model=LiveOut)
@@ -492,8 +493,8 @@ def oip_router(handler: FusionHandler, *, auth: Authenticator | None) -> APIRout
         return {"name": meta.name, "version": meta.version, "extensions": list(meta.extensions)}
 
     def metadata(name: str, version: str) -> dict[str, Any]:
-        model.check(name, version)
-        meta = model.metadata()
+        model().check(name, version)
+        meta = model().metadata()
         tensors = {
             key: [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in group]
             for key, group in (("inputs", meta.inputs), ("outputs", meta.outputs))
@@ -524,8 +525,8 @@ def oip_router(handler: FusionHandler, *, auth: Authenticator | None) -> APIRout
         return metadata(model_name, model_version)
 
     def model_ready(name: str, version: str) -> JSONResponse:
-        model.check(name, version)
-        body = {"name": model.name, "ready": handler.ready}
+        model().check(name, version)
+        body = {"name": model().name, "ready": handler.ready}
         return JSONResponse(status_code=200 if handler.ready else 503, content=body)
 
     ready_doc: dict[str, Any] = {
@@ -549,7 +550,7 @@ def oip_router(handler: FusionHandler, *, auth: Authenticator | None) -> APIRout
         started = time.perf_counter()
         defense = "invalid"
         try:
-            model.check(name, version)
+            model().check(name, version)
             body = await _read_infer(request, max_body)
             query = parse_infer(
                 OipInferRequest(
@@ -560,9 +561,9 @@ def oip_router(handler: FusionHandler, *, auth: Authenticator | None) -> APIRout
                     inputs=body.inputs,
                     outputs=body.outputs,
                 ),
-                model,
+                model(),
             )
-            defense = query.defense or model.default_defense
+            defense = query.defense or model().default_defense
             preds = await handler.predict(query.sample_ids, query.defense, query.certify)
         except CopurError as exc:
             handler.observe(TRANSPORT, defense, str(http_status(exc)), started)
@@ -571,7 +572,7 @@ def oip_router(handler: FusionHandler, *, auth: Authenticator | None) -> APIRout
             handler.observe(TRANSPORT, defense, "500", started)
             raise
         handler.observe(TRANSPORT, defense, "200", started)
-        return _answer(infer_response(query, preds, model, all_raw=False))
+        return _answer(infer_response(query, preds, model(), all_raw=False))
 
     infer_doc: dict[str, Any] = {
         "response_model": InferResponseOut,
