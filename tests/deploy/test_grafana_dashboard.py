@@ -43,6 +43,11 @@ NEEDED = {
     "p99 latency": "job_transport:copur_request_latency_seconds:p99_rate5m",
     "batch size": "job:copur_batch_samples:mean_rate5m",
     "Embed latency per party": "job_party:copur_party_latency_seconds:p99_rate5m",
+    "missing samples by reason": "job_party_reason:copur_party_missing_samples:rate2m",
+    "ejected parties": "copur_party_ejected",
+    "ejections": "copur_party_ejections_total",
+    "active bundle": "copur_bundle_active",
+    "bundle switches": "copur_bundle_switches_total",
 }
 
 Doc = dict[str, Any]

@@ -607,3 +607,43 @@ def test_hpa_scales_the_fusion_deployment_on_cpu() -> None:
         "CPU utilisation needs a CPU request"
     )
     assert "replicas" not in fusion["spec"], "the HPA owns the fusion's replica count"
+
+
+# --- the next bundle of a rolling upgrade (deploy/k8s/rollout, outside the kustomization)
+# ---------------
+
+NEXT_BUNDLE_JOB = K8S / "rollout" / "next-bundle-job.yaml"
+NEXT_BUNDLE = "/bundle/mfeat-next"
+
+
+def _next_bundle_job() -> Doc:
+    (job,) = [d for d in yaml.safe_load_all(NEXT_BUNDLE_JOB.read_text()) if d]
+    loaded: Doc = job
+    return loaded
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_the_next_bundle_job_is_valid_kubernetes(version: str) -> None:
+    kubernetes_validate.validate(_next_bundle_job(), version, strict=True)
+
+
+def test_the_next_bundle_job_writes_beside_the_served_bundle_on_the_same_volume() -> None:
+    # Prepare
+    job, trainer = _next_bundle_job(), _objects("Job")["trainer"]
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+
+    # Execute
+    pod, trainer_pod = job["spec"]["template"]["spec"], trainer["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    command = container["command"][-1]
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/bundle")
+
+    # Assert: its own name, the served bundle's volume and pod security, a new folder under /bundle
+    assert job["kind"] == "Job" and job["metadata"]["name"] not in _objects("Job")
+    assert not any("rollout" in str(r) for r in kustomization["resources"])
+    assert pod["volumes"] == trainer_pod["volumes"]
+    assert pod["securityContext"] == trainer_pod["securityContext"]
+    assert container["image"] == IMAGE and not mount.get("readOnly", False)
+    assert command.startswith(f"test -f {NEXT_BUNDLE}/calibration.json || copur train ")
+    assert f"--out {NEXT_BUNDLE} " in command and "--split-seed 0" in command
+    assert BUNDLE + " " not in command and not NEXT_BUNDLE.startswith(BUNDLE + "/")

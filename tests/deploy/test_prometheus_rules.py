@@ -34,6 +34,8 @@ PER_PARTY_ALERTS = {
     "CopurPartyFlagRateHigh",
     "CopurPartyMissingRateHigh",
     "CopurPartyDown",
+    "CopurPartyEjected",
+    "CopurPartyBundleMismatch",
     "CopurTooFewParties",
 }
 OTHER_ALERTS = {"CopurErrorRateHigh", "CopurFusionDown"}
@@ -96,9 +98,27 @@ def test_promtool_unit_tests_of_the_rules_pass() -> None:
         ),
         # a party down for 45 s would fire
         (
-            "for: 2m\n        labels:\n          severity: warning",
-            "for: 30s\n        labels:\n          severity: warning",
+            "copur_party_up == 0\n        for: 2m",
+            "copur_party_up == 0\n        for: 30s",
             "CopurPartyDown",
+        ),
+        # a party ejected for 30 to 45 s (re-admitted by a probe) would fire
+        (
+            "copur_party_ejected == 1\n        for: 1m",
+            "copur_party_ejected == 1\n        for: 15s",
+            "CopurPartyEjected",
+        ),
+        # one batch answered from another bundle would fire
+        (
+            '{reason="version"} > 0\n        for: 2m',
+            '{reason="version"} > 0\n        for: 1m',
+            "CopurPartyBundleMismatch",
+        ),
+        # a party timing out (another reason) would fire
+        (
+            '{reason="version"} > 0',
+            '{reason=~".+"} > 0',
+            "CopurPartyBundleMismatch",
         ),
         # a job with 0.02 requests/s, every one failing, would fire
         (
@@ -113,7 +133,16 @@ def test_promtool_unit_tests_of_the_rules_pass() -> None:
             "CopurTooFewParties",
         ),
     ],
-    ids=["flag threshold", "traffic floor", "down for", "error traffic floor", "up parties"],
+    ids=[
+        "flag threshold",
+        "traffic floor",
+        "down for",
+        "ejected for",
+        "mismatch for",
+        "mismatch reason",
+        "error traffic floor",
+        "up parties",
+    ],
 )
 def test_the_unit_tests_fail_when_an_alert_is_loosened(
     tmp_path: Path, old: str, new: str, named: str
