@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-from starlette.routing import Match, Route
+from starlette.routing import Match
 
 from copur.errors import CopurError
 from copur.transport.auth.errors import AuthError
@@ -94,6 +94,9 @@ def validation_detail(errors: Sequence[Mapping[str, Any]]) -> str:
     return one_line(text, MAX_DETAIL_CHARS)
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Domain errors -> :func:`error_response`; FastAPI's request validation errors -> 422 with
     one line; a 405 lists in ``Allow`` every method the path is served with."""
@@ -111,14 +114,16 @@ def install_error_handlers(app: FastAPI) -> None:
         # Starlette's 405 names the methods of the first route on the path only: a path served by
         # two routes (GET and POST) must list both in Allow (RFC 9110 15.5.6).
         if exc.status_code == 405:
-            allowed = sorted(
-                {
-                    method
+            # Each method the path is served with: one that some route (or included router)
+            # matches fully.
+            allowed = [
+                method
+                for method in _METHODS
+                if any(
+                    route.matches({**request.scope, "method": method})[0] == Match.FULL
                     for route in app.router.routes
-                    if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE
-                    for method in route.methods or ()
-                }
-            )
+                )
+            ]
             headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)}
             return JSONResponse({"detail": exc.detail}, status_code=405, headers=headers)
         return await http_exception_handler(request, exc)

@@ -53,9 +53,7 @@ class FusionAdminServicer(fusion_pb2_grpc.FusionAdminServicer):
         self, request: fusion_pb2.ActivateRequest, context: grpc.aio.ServicerContext
     ) -> fusion_pb2.BundlesStatus:
         """Switch to a held bundle once enough parties serve it."""
-        op = self.bundles.activate(
-            request.bundle_id, quorum=request.quorum, wait_s=max(0.0, request.wait_s)
-        )
+        op = self.bundles.activate(request.bundle_id, quorum=request.quorum, wait_s=request.wait_s)
         return await self._answer(op, context)
 
     async def DropBundle(

@@ -42,6 +42,7 @@ __all__ = ["MAX_HELD", "MAX_NORM_FACTOR", "BundleSet", "BundleSlot"]
 log = logging.getLogger("copur.roles.fusion")
 
 MAX_HELD = 2  # the active bundle and the next one
+MAX_WAIT_S = 600.0  # the longest an activate waits for the parties (the admin lock is held)
 MAX_HISTORY = 10  # bundles served before, remembered for `copur rollout --rollback`
 MAX_NORM_FACTOR = 1000.0  # a block above 1000x its party's typical clean norm is garbage
 PARTY_ADMIN_TIMEOUT_S = 120.0  # a party loads a bundle's extractor and its data set's columns
@@ -198,6 +199,8 @@ class BundleSet:
         when too few parties serve it by then (nothing switched)."""
         assert self.pool is not None
         num = self.pool.num_parties
+        if not 0 <= wait_s <= MAX_WAIT_S:
+            raise InvalidRequest(f"wait_s {wait_s}: between 0 and {MAX_WAIT_S:.0f} seconds")
         if not 0 <= quorum <= num:
             raise Conflict(f"quorum {quorum}: this cluster has {num} parties (0: all of them)")
         need = quorum or num
