@@ -49,6 +49,9 @@ class ChurnRow(BaseModel):
     missing: dict[str, int]
     flagged_party: int
     react_s: float | None
+    #: the slowest request started while the cluster reacted (before the ejection): what the
+    #: stall cost until then
+    react_max_ms: float | None = None
     recovery_s: float | None
     bundles: list[str]
     mixed: int | None = None

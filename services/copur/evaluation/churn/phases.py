@@ -187,7 +187,8 @@ class Churn:
             t_undo = time.monotonic()
             recovery = self._recovered(load, t_undo)
             records = load.between(t0, t1)
-        return self._row(
+            reacting = [r.latency_ms for r in load.between(t_inject, t0) if r.error is None]
+        row = self._row(
             name,
             action,
             records,
@@ -195,6 +196,9 @@ class Churn:
             window_s=t1 - t0,
             react_s=react,
             recovery_s=recovery,
+        )
+        return row.model_copy(
+            update={"react_max_ms": round(max(reacting), 1) if reacting else None}
         )
 
     def frozen_phase(self) -> ChurnRow:
@@ -262,7 +266,12 @@ class Churn:
         return out
 
     def upgrade_phase(
-        self, name: str, walk: Callable[[], object], refs: dict[str, dict[int, Answered]]
+        self,
+        name: str,
+        walk: Callable[[], object],
+        refs: dict[str, dict[int, Answered]],
+        *,
+        action: str,
     ) -> ChurnRow:
         """``walk`` (a rollout or rollback) under ``rollout_concurrency`` clients; every answer of
         the window (its start to one second after) checked against ``refs[its bundle]``."""
@@ -277,7 +286,7 @@ class Churn:
         active = self.admin.bundles().active
         if active not in refs:  # the bundle walked to: its reference, now that it is active
             refs[active] = self.reference()
-        row = self._row(name, name, records, concurrency=conc, window_s=t1 - t0, react_s=react)
+        row = self._row(name, action, records, concurrency=conc, window_s=t1 - t0, react_s=react)
         answers = sorted(
             ((r.start, a) for r in records if r.error is None for a in r.answers),
             key=lambda x: x[0],
@@ -305,6 +314,7 @@ class Churn:
             "rollout",
             lambda: rollout(self.admin, path, config=config, say=self._step),
             refs,
+            action=f"`copur rollout {path}`",
         )
 
     def rollback_phase(
@@ -312,7 +322,10 @@ class Churn:
     ) -> ChurnRow:
         """``copur rollout --rollback``: back to the bundle served before."""
         return self.upgrade_phase(
-            "rollback", lambda: rollback(self.admin, config=config, say=self._step), refs
+            "rollback",
+            lambda: rollback(self.admin, config=config, say=self._step),
+            refs,
+            action="`copur rollout --rollback`",
         )
 
     def _step(self, line: str) -> None:

@@ -19,13 +19,17 @@ def _s(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _fmt_ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
 def churn_table(report: ChurnReport) -> str:
     """The Markdown table of ``report``, with how it was measured and its checks."""
     head = (
         "| phase | done | clients | requests | errors | pred/s | p50 ms | p99 ms "
-        "| answers missing a party (reason) | answers flagging it | reacted s | recovered s "
-        "| bundles named | mixed answers |\n"
-        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|\n"
+        "| answers missing a party (reason) | answers flagging it | reacted s "
+        "| slowest while reacting ms | recovered s | bundles named | mixed answers |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---:|\n"
     )
     rows = []
     for r in report.rows:
@@ -34,7 +38,8 @@ def churn_table(report: ChurnReport) -> str:
         rows.append(
             f"| {r.name} | {r.action} | {r.concurrency} | {r.requests} | {r.errors} "
             f"| {r.predictions_per_s:.0f} | {r.p50_ms:.0f} | {r.p99_ms:.0f} | {missing} "
-            f"| {r.flagged_party} | {_s(r.react_s)} | {_s(r.recovery_s)} "
+            f"| {r.flagged_party} | {_s(r.react_s)} | {_fmt_ms(r.react_max_ms)} "
+            f"| {_s(r.recovery_s)} "
             f"| {', '.join(r.bundles) or '-'} | {mixed} |"
         )
     note = (
@@ -44,7 +49,8 @@ def churn_table(report: ChurnReport) -> str:
         f"{report.party} is the one frozen, slowed and put on a foreign bundle. Deadline "
         f"{report.deadline_ms:.0f} ms, ejection after {report.eject_after} misses in a row. The "
         "fault rows are measured once the party is ejected (or shows `version`), for the time it "
-        "was held; *reacted*: injection to ejection (rollout and rollback: the whole walk); "
+        "was held; *reacted*: injection to ejection (rollout and rollback: the whole walk), and "
+        "the slowest request started meanwhile (what a stall costs until the ejection); "
         "*recovered*: undo until the party is `up` and an answer misses no party. An answer is "
         "*mixed* unless it equals the answer of the bundle it names (same label and flagged "
         "parties, probabilities within 1e-3, no party missing). With any one party missing, either "
