@@ -20,31 +20,28 @@ from copur.transport.topology import load_topology
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session")
-def mfeat_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The mfeat bundle trained with the default configuration (what `make demo` trains)."""
-    out = tmp_path_factory.mktemp("bundle") / "mfeat"
+def _train_mfeat(out: Path, *, seed: int) -> Path:
+    """mfeat on its seed-0 split, trained with ``seed``, saved and calibrated at ``out``."""
     spec = DatasetSpec(name="mfeat", seed=0)
-    config = TrainConfig(seed=0)
+    config = TrainConfig(seed=seed)
     data = load_dataset(spec)
     result = train_all(data, config, device=torch.device("cpu"), progress=False)
     save_bundle(out, data=data, spec=spec, config=config, result=result)
     calibrate_bundle(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def mfeat_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The mfeat bundle trained with the default configuration (what `make demo` trains)."""
+    return _train_mfeat(tmp_path_factory.mktemp("bundle") / "mfeat", seed=0)
 
 
 @pytest.fixture(scope="session")
 def mfeat_next_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The mfeat bundle retrained with another seed (the same data split, other extractors: another
     embedding space): the "next" bundle of a rolling upgrade, or a foreign one."""
-    out = tmp_path_factory.mktemp("bundle") / "mfeat-next"
-    spec = DatasetSpec(name="mfeat", seed=0)
-    config = TrainConfig(seed=1)
-    data = load_dataset(spec)
-    result = train_all(data, config, device=torch.device("cpu"), progress=False)
-    save_bundle(out, data=data, spec=spec, config=config, result=result)
-    calibrate_bundle(out)
-    return out
+    return _train_mfeat(tmp_path_factory.mktemp("bundle") / "mfeat-next", seed=1)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from copur.cli import app
+from copur.science.bundle import read_manifest
 
 runner = CliRunner()
 
@@ -41,6 +42,8 @@ def test_train_then_info_on_digits(tmp_path: Path) -> None:
     manifest = json.loads(shown.output)
     assert manifest["party_dims"] == [16, 16, 16, 16]
     assert manifest["train"]["vfl_epochs"] == 3
+    # the summary printed after training names the bundle's id, as parties and predictions do
+    assert f"bundle id    {read_manifest(out).bundle_id}" in trained.output
 
 
 def test_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from copur.cli.common import CA_FILE_HELP
 from copur.errors import ConfigError
 from copur.operations.clikit import guard as _guard
 
@@ -190,8 +191,7 @@ def predict(
         Path | None,
         typer.Option(
             envvar="COPUR_CA_FILE",
-            help="CA that verifies an https:// --url (default: DIR/ca.pem of --tls-dir, else the "
-            "system's trust store).",
+            help=CA_FILE_HELP,
         ),
     ] = None,
     api_key: Annotated[

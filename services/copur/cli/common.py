@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-__all__ = ["TLS_DIR_HELP", "TLS_MODE_HELP", "app", "setup_logging"]
+__all__ = ["CA_FILE_HELP", "TLS_DIR_HELP", "TLS_MODE_HELP", "app", "setup_logging"]
 
 TLS_MODE_HELP = (
     "mtls: serve and dial with this service's certificate; plaintext: loopback --host only."
@@ -17,6 +17,10 @@ TLS_HTTP_HELP = (
     "ca.pem); plaintext: loopback --host only. Default: https under --tls-mode mtls."
 )
 TLS_DIR_HELP = "Directory of `copur certs init` output (ca.pem, <service>.pem, <service>-key.pem)."
+CA_FILE_HELP = (
+    "CA that verifies an https:// --url (default: DIR/ca.pem of --tls-dir, else the system's "
+    "trust store)."
+)
 
 app = typer.Typer(
     name="copur",

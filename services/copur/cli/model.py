@@ -106,6 +106,7 @@ def train(
 
 def _summary(manifest: Any) -> str:
     lines = [
+        f"bundle id    {manifest.bundle_id}  (what parties and predictions name)",
         f"data set     {manifest.dataset['name']}  ({manifest.num_samples} samples, "
         f"{manifest.num_classes} classes)",
         f"parties      {manifest.num_parties}",

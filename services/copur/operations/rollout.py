@@ -336,14 +336,22 @@ class _Walk:
     ) -> BundlesStatus:
         """The fusion center drops every bundle but ``new``; a failure is a warning (appended to
         ``lingering``)."""
-        for stale in [h.bundle_id for h in status.held if h.bundle_id != new]:
+        stale = [h.bundle_id for h in status.held if h.bundle_id != new]
+        return self._drop_at_fusion(stale, status, lingering, step=f"[5/{STEPS}]")
+
+    def _drop_at_fusion(
+        self, ids: list[str], status: BundlesStatus, lingering: list[str], *, step: str
+    ) -> BundlesStatus:
+        """The fusion center drops each of ``ids``; a failure is a warning (appended to
+        ``lingering``); the last status read."""
+        for bundle_id in ids:
             try:
-                status = self.admin.drop_bundle(stale)
+                status = self.admin.drop_bundle(bundle_id)
             except CopurClientError as exc:
                 lingering.append("the fusion center")
-                self.say(f"[5/{STEPS}] warning: the fusion center keeps {stale}: {_why(exc)}")
+                self.say(f"{step} warning: the fusion center keeps {bundle_id}: {_why(exc)}")
             else:
-                self.say(f"[5/{STEPS}] fusion center: dropped {stale}")
+                self.say(f"{step} fusion center: dropped {bundle_id}")
         return status
 
     # --- rollback ------------------------------------------------------------------------------
@@ -385,14 +393,7 @@ class _Walk:
                     self.say(f"[1/2] warning: party {index} keeps {bundle_id}: {_why(exc)}")
                 else:
                     self.say(f"[1/2] party {index}: dropped {bundle_id}")
-        for bundle_id in at_fusion:
-            try:
-                status = self.admin.drop_bundle(bundle_id)
-            except CopurClientError as exc:
-                lingering.append("the fusion center")
-                self.say(f"[2/2] warning: the fusion center keeps {bundle_id}: {_why(exc)}")
-            else:
-                self.say(f"[2/2] fusion center: dropped {bundle_id}")
+        status = self._drop_at_fusion(at_fusion, status, lingering, step="[2/2]")
         if lingering:
             raise RolloutError(
                 f"rollback stopped: {_ids(unfinished)} lingers on {', '.join(lingering)} "
