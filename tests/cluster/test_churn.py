@@ -43,6 +43,15 @@ def test_stalled_parties_a_foreign_bundle_and_a_rollout_under_load(
     groups = {name.split(":")[0] for name in report.checks}
     assert groups == {"frozen", "slow", "foreign-bundle", "rollout", "rollback"}
     rows = {r.name: r for r in report.rows}
+    assert list(rows) == [
+        "healthy",
+        "frozen",
+        "slow",
+        "foreign-bundle",
+        "rollout",
+        "rollback",
+        "healthy-again",
+    ]
     active = read_manifest(mfeat_bundle_dir).bundle_id
     upcoming = read_manifest(mfeat_next_bundle_dir).bundle_id
     assert (report.active_bundle, report.next_bundle) == (active, upcoming)

@@ -222,3 +222,41 @@ def test_an_answer_from_another_bundle_is_missing_with_reason_version_and_never_
     ) == 5 * len(IDS)
     assert _sample(metrics, "copur_party_up", party=str(FOREIGN)) == 0.0
     assert _sample(metrics, "copur_party_ejections_total", party=str(FOREIGN)) == 0.0
+
+
+def test_an_ejected_party_whose_info_answers_is_probed_at_once(
+    parties: tuple[list[str], list[Party]],
+) -> None:
+    # Prepare: a long backoff, party STALLER frozen until ejected
+    targets, fakes = parties
+    metrics = FusionMetrics()
+    fakes[STALLER].stalled.set()
+    seen: dict[str, Any] = {}
+
+    async def run() -> None:
+        pool = PartyPool(
+            targets=targets,
+            emb_dim=E,
+            deadline_s=DEADLINE_S,
+            metrics=metrics,
+            bundle_id=BUNDLE,
+            ejection=EjectionConfig(eject_after=1, base_s=30.0, max_s=60.0),
+        )
+        try:
+            await pool.fetch(IDS, bundle_id=BUNDLE, max_norms=[1e3] * M)
+            seen["ejected"] = pool.states[STALLER].breaker.ejected
+            # Execute: it answers again; the fusion center's periodic Info probe sees it
+            fakes[STALLER].resume()
+            started = time.perf_counter()
+            await pool.probe(M)
+            while pool.states[STALLER].breaker.ejected and time.perf_counter() - started < 5:
+                await asyncio.sleep(0.02)
+            seen["readmitted s"] = time.perf_counter() - started
+        finally:
+            await pool.close()
+
+    asyncio.run(run())
+
+    # Assert: back long before its 30 s backoff ended
+    assert seen["ejected"]
+    assert seen["readmitted s"] < 2.0

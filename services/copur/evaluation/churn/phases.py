@@ -153,14 +153,14 @@ class Churn:
 
     # -- the phases ------------------------------------------------------------------------
 
-    def healthy_phase(self) -> ChurnRow:
-        """No fault: the reference for the others."""
+    def healthy_phase(self, name: str = "healthy") -> ChurnRow:
+        """No fault: the reference for the others (measured first and again last)."""
         with self._load(self.s.concurrency) as load:
             t0 = time.monotonic()
             time.sleep(self.s.phase_s)
             t1 = time.monotonic()
             row = self._row(
-                "healthy",
+                name,
                 "(no fault)",
                 load.between(t0, t1),
                 concurrency=self.s.concurrency,

@@ -36,11 +36,16 @@ def churn_checks(
     rows: dict[str, ChurnRow], *, one_missing: float, bundles: set[str]
 ) -> dict[str, bool]:
     """What must hold, by name: ejection within seconds, then throughput >= 80% of healthy and p99
-    within 2x of healthy, the party missing, re-admission within seconds (frozen and slow); the
-    foreign bundle's blocks missing with reason ``version`` and never flagged; rollout and
-    rollback with zero errors, zero mixed answers, every answer naming one of the two bundles and
-    every full pass over the samples at least as accurate as with one party missing."""
-    healthy = rows["healthy"]
+    within 2x of healthy (the better of the two healthy rows, first and last), the party missing,
+    re-admission within seconds (frozen and slow); the foreign bundle's blocks missing with
+    reason ``version`` and never flagged; rollout and rollback with zero errors, zero mixed
+    answers, every answer naming one of the two bundles and every full pass over the samples at
+    least as accurate as with one party missing."""
+    # The reference: the better of the healthy runs (first and last), so that a slow start never
+    # flatters a fault.
+    healthy = [rows[n] for n in ("healthy", "healthy-again") if n in rows]
+    best_rate = max(r.predictions_per_s for r in healthy)
+    best_p99 = min(r.p99_ms for r in healthy)
     checks: dict[str, bool] = {}
     for name in ("frozen", "slow"):
         r = rows.get(name)
@@ -49,10 +54,8 @@ def churn_checks(
         checks[f"{name}: ejected within {EJECTED_WITHIN_S:.0f} s"] = (
             r.react_s is not None and r.react_s <= EJECTED_WITHIN_S
         )
-        checks[f"{name}: throughput >= 80% of healthy"] = (
-            r.predictions_per_s >= 0.8 * healthy.predictions_per_s
-        )
-        checks[f"{name}: p99 <= 2x healthy"] = r.p99_ms <= 2.0 * healthy.p99_ms
+        checks[f"{name}: throughput >= 80% of healthy"] = r.predictions_per_s >= 0.8 * best_rate
+        checks[f"{name}: p99 <= 2x healthy"] = r.p99_ms <= 2.0 * best_p99
         checks[f"{name}: reported missing (ejected)"] = r.missing.get("ejected", 0) > 0
         checks[f"{name}: no errors"] = r.errors == 0
         checks[f"{name}: re-admitted within {READMITTED_WITHIN_S:.0f} s"] = (
@@ -209,6 +212,7 @@ def _run(
         rows.append(churn.rollout_phase(other[1], refs, walk))
         refs[other[0]] = churn.reference()
         rows.append(churn.rollback_phase(refs, walk))
+        rows.append(churn.healthy_phase("healthy-again"))
     finally:
         churn.close()
     one_missing = min(floors)

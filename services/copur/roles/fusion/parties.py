@@ -6,6 +6,7 @@ party that keeps missing its deadline is ejected (not called) until a background
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -138,6 +139,7 @@ class PartyPool:
         self.metrics = metrics
         self.bundle_id = bundle_id
         self._readmitting: dict[int, asyncio.Task[None]] = {}
+        self._wake: dict[int, asyncio.Event] = {}  # set when an ejected party's Info answers
         metrics.init_parties(len(targets))
 
     @property
@@ -180,12 +182,19 @@ class PartyPool:
         self._readmitting.pop(i, None)
 
     async def _readmit(self, i: int) -> None:
-        """Background: after each backoff, probe ejected party ``i`` with one Embed call; an answer
-        puts it back in the path, a failure ejects it again for a longer backoff."""
+        """Background: after each backoff (or as soon as its Info answers again), probe ejected
+        party ``i`` with one Embed call; an answer puts it back in the path, a failure ejects it
+        again for a longer backoff."""
         st = self.states[i]
         ejected_at = time.monotonic()
+        wake = self._wake.setdefault(i, asyncio.Event())
         while st.breaker.ejected_until is not None:
-            await asyncio.sleep(max(0.0, st.breaker.ejected_until - time.monotonic()))
+            # The backoff, cut short when the party's Info answers again (a restarted process).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    wake.wait(), max(0.0, st.breaker.ejected_until - time.monotonic())
+                )
+            wake.clear()
             if await self._answers(i):
                 st.breaker.success()
                 st.state = "up"
@@ -312,6 +321,8 @@ class PartyPool:
                 st.last_error = f"{exc.code().name}: {exc.details()}"
                 st.state = "ejected" if st.breaker.ejected else "down"
                 return
+            if st.breaker.ejected and i in self._wake:  # it answers: probe it now
+                self._wake[i].set()
             st.bundles = list(info.bundles) or ([info.bundle_id] if info.bundle_id else [])
             fits = (
                 info.index == i
