@@ -30,6 +30,7 @@ __all__ = ["Churn", "ProbabilityTolerance"]
 ProbabilityTolerance = 1e-3
 """How far an answer's probabilities may lie from its bundle's reference (batching's rounding)."""
 SETTLE_S = 1.5  # load running before a fault is injected
+DRAIN_S = 1.0  # after a fault's window, before its undo: every request of the window answered
 
 
 class Churn:
@@ -182,6 +183,7 @@ class Churn:
                 t0 = time.monotonic()
                 time.sleep(self.s.phase_s)
                 t1 = time.monotonic()
+                time.sleep(DRAIN_S)  # the window's requests are answered before the undo
             finally:
                 undo()
             t_undo = time.monotonic()
@@ -238,6 +240,7 @@ class Churn:
                 t0 = time.monotonic()
                 time.sleep(self.s.phase_s)
                 t1 = time.monotonic()
+                time.sleep(DRAIN_S)  # the window's requests are answered before the undo
             finally:
                 self.admin.load_party_bundle(p, active[1])
                 self.admin.drop_party_bundle(p, other[0])
