@@ -87,14 +87,18 @@ def parties() -> Iterator[tuple[list[str], list[Party]]]:
         server.stop(0).wait()
 
 
-def _pool(targets: list[str], metrics: FusionMetrics) -> PartyPool:
+def _pool(
+    targets: list[str],
+    metrics: FusionMetrics,
+    ejection: EjectionConfig = EjectionConfig(eject_after=2, base_s=0.3, max_s=0.6),
+) -> PartyPool:
     return PartyPool(
         targets=targets,
         emb_dim=E,
         deadline_s=DEADLINE_S,
         metrics=metrics,
         bundle_id=BUNDLE,
-        ejection=EjectionConfig(eject_after=2, base_s=0.3, max_s=0.6),
+        ejection=ejection,
     )
 
 
@@ -234,14 +238,7 @@ def test_an_ejected_party_whose_info_answers_is_probed_at_once(
     seen: dict[str, Any] = {}
 
     async def run() -> None:
-        pool = PartyPool(
-            targets=targets,
-            emb_dim=E,
-            deadline_s=DEADLINE_S,
-            metrics=metrics,
-            bundle_id=BUNDLE,
-            ejection=EjectionConfig(eject_after=1, base_s=30.0, max_s=60.0),
-        )
+        pool = _pool(targets, metrics, EjectionConfig(eject_after=1, base_s=30.0, max_s=60.0))
         try:
             await pool.fetch(IDS, bundle_id=BUNDLE, max_norms=[1e3] * M)
             seen["ejected"] = pool.states[STALLER].breaker.ejected

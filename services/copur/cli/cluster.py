@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from copur.cli.common import CA_FILE_HELP
+from copur.cli.common import CaFileOption
 from copur.errors import ConfigError
 from copur.operations.clikit import guard as _guard
 
@@ -187,13 +187,7 @@ def predict(
             "DIR/ca.pem verifies the server (unless --ca-file).",
         ),
     ] = None,
-    ca_file: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="COPUR_CA_FILE",
-            help=CA_FILE_HELP,
-        ),
-    ] = None,
+    ca_file: CaFileOption = None,
     api_key: Annotated[
         str | None,
         typer.Option(

@@ -5,9 +5,12 @@ The command modules of :mod:`copur.cli` add their commands to :data:`app`; nothi
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-__all__ = ["CA_FILE_HELP", "TLS_DIR_HELP", "TLS_MODE_HELP", "app", "setup_logging"]
+__all__ = ["TLS_DIR_HELP", "TLS_MODE_HELP", "CaFileOption", "app", "setup_logging"]
 
 TLS_MODE_HELP = (
     "mtls: serve and dial with this service's certificate; plaintext: loopback --host only."
@@ -17,10 +20,15 @@ TLS_HTTP_HELP = (
     "ca.pem); plaintext: loopback --host only. Default: https under --tls-mode mtls."
 )
 TLS_DIR_HELP = "Directory of `copur certs init` output (ca.pem, <service>.pem, <service>-key.pem)."
-CA_FILE_HELP = (
-    "CA that verifies an https:// --url (default: DIR/ca.pem of --tls-dir, else the system's "
-    "trust store)."
-)
+CaFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="COPUR_CA_FILE",
+        help="CA that verifies an https:// --url (default: DIR/ca.pem of --tls-dir, else the "
+        "system's trust store).",
+    ),
+]
+"""``--ca-file`` of the commands that call an HTTPS front door."""
 
 app = typer.Typer(
     name="copur",

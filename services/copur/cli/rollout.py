@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from copur.cli.common import CA_FILE_HELP
+from copur.cli.common import CaFileOption
 from copur.errors import ConfigError
 from copur.operations.clikit import guard as _guard
 
@@ -59,13 +59,7 @@ def rollout(
             "(unless --ca-file).",
         ),
     ] = None,
-    ca_file: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="COPUR_CA_FILE",
-            help=CA_FILE_HELP,
-        ),
-    ] = None,
+    ca_file: CaFileOption = None,
     admin_key: Annotated[
         str | None,
         typer.Option(

@@ -170,16 +170,22 @@ class Churn:
         self.healthy = row
         return row
 
-    def _stall(
-        self, name: str, action: str, inject: Callable[[], object], undo: Callable[[], object]
+    def _fault(
+        self,
+        name: str,
+        action: str,
+        inject: Callable[[], object],
+        undo: Callable[[], object],
+        *,
+        reacted: str = "ejected",
     ) -> ChurnRow:
-        """``inject``, wait for the ejection, measure ``phase_s``, ``undo``, wait for the
-        re-admission; the row's window is the measured one (after the ejection)."""
+        """``inject``, wait until the party's state is ``reacted``, measure ``phase_s``, ``undo``,
+        wait until it is back; the row's window is the measured one (after the reaction)."""
         with self._load(self.s.concurrency) as load:
             t_inject = time.monotonic()
             inject()
             try:
-                react = self._wait_state({"ejected"}, t_inject)
+                react = self._wait_state({reacted}, t_inject)
                 t0 = time.monotonic()
                 time.sleep(self.s.phase_s)
                 t1 = time.monotonic()
@@ -206,7 +212,7 @@ class Churn:
     def frozen_phase(self) -> ChurnRow:
         """The party's process stopped (SIGSTOP: its connections stay open, nothing answers)."""
         pid = self.pid_of(self.s.party)
-        return self._stall(
+        return self._fault(
             "frozen",
             f"SIGSTOP party-{self.s.party} (undone by SIGCONT)",
             lambda: os.kill(pid, signal.SIGSTOP),
@@ -220,7 +226,7 @@ class Churn:
         if control is None:
             return None
         ms = self.s.slow_ms
-        return self._stall(
+        return self._fault(
             "slow",
             f"party-{self.s.party} answers {ms:.0f} ms late (adversary policy delay)",
             lambda: control.set_policy("delay", ms=ms),
@@ -230,31 +236,13 @@ class Churn:
     def foreign_phase(self, *, active: tuple[str, str], other: tuple[str, str]) -> ChurnRow:
         """The party holds only the ``other`` bundle ((id, path)); undone by loading ``active``
         back and dropping ``other``."""
-        p = self.s.party
-        with self._load(self.s.concurrency) as load:
-            t_inject = time.monotonic()
-            self.admin.load_party_bundle(p, other[1])
-            self.admin.drop_party_bundle(p, active[0])
-            try:
-                react = self._wait_state({"version"}, t_inject)
-                t0 = time.monotonic()
-                time.sleep(self.s.phase_s)
-                t1 = time.monotonic()
-                time.sleep(DRAIN_S)  # the window's requests are answered before the undo
-            finally:
-                self.admin.load_party_bundle(p, active[1])
-                self.admin.drop_party_bundle(p, other[0])
-            t_undo = time.monotonic()
-            recovery = self._recovered(load, t_undo)
-            records = load.between(t0, t1)
-        return self._row(
+        p, admin = self.s.party, self.admin
+        return self._fault(
             "foreign-bundle",
             f"party-{p} holds only bundle {other[0]} (loaded, then {active[0]} dropped)",
-            records,
-            concurrency=self.s.concurrency,
-            window_s=t1 - t0,
-            react_s=react,
-            recovery_s=recovery,
+            lambda: (admin.load_party_bundle(p, other[1]), admin.drop_party_bundle(p, active[0])),
+            lambda: (admin.load_party_bundle(p, active[1]), admin.drop_party_bundle(p, other[0])),
+            reacted="version",
         )
 
     def reference(self) -> dict[int, Answered]:

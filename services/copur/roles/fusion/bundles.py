@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 import numpy as np
@@ -22,7 +22,7 @@ from copur.errors import BundleError
 from copur.roles.fusion.metrics import FusionMetrics
 from copur.roles.fusion.parties import PartyPool
 from copur.roles.fusion.worker import Worker
-from copur.science.bundle import Bundle, load_bundle
+from copur.science.bundle import Bundle, load_bundle, read_manifest
 from copur.transport.grpcutil import (
     Conflict,
     InvalidRequest,
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_HELD", "MAX_NORM_FACTOR", "BundleSet", "BundleSlot"]
 
 log = logging.getLogger("copur.roles.fusion")
+T = TypeVar("T")
 
 MAX_HELD = 2  # the active bundle and the next one
 MAX_WAIT_S = 600.0  # the longest an activate waits for the parties (the admin lock is held)
@@ -145,21 +146,24 @@ class BundleSet:
         """Load the bundle at ``path`` beside the active one (verified, calibrated, with the same
         parties and embedding width); loading one already held changes nothing."""
         async with self._lock:
-            bundle = await self._read(path)
-            bundle_id = bundle.manifest.bundle_id
+            # The manifest first (cheap): a bundle held, a full set or another shape is answered
+            # before the weights and the bank are read and verified.
+            got = await self._read(path, read_manifest)
+            bundle_id = got.bundle_id
             if bundle_id in self.slots:
                 return self.status()
             if len(self.slots) >= MAX_HELD:
                 raise Conflict(
                     f"{MAX_HELD} bundles held already ({', '.join(self.slots)}): drop one first"
                 )
-            want, got = self.active.bundle.manifest, bundle.manifest
+            want = self.active.bundle.manifest
             if got.num_parties != want.num_parties or got.model["emb_dim"] != want.model["emb_dim"]:
                 raise Conflict(
                     f"bundle {path} has {got.num_parties} parties of emb_dim "
                     f"{got.model['emb_dim']}; this cluster has {want.num_parties} of "
                     f"{want.model['emb_dim']}"
                 )
+            bundle = await self._read(path, load_bundle)
             if bundle.calibration is None:
                 raise Conflict(f"bundle {path} is not calibrated: run `copur calibrate {path}`")
             worker = await asyncio.to_thread(self.make_worker, bundle)
@@ -169,9 +173,10 @@ class BundleSet:
             return self.status()
 
     @staticmethod
-    async def _read(path: str) -> Bundle:
-        """The bundle at ``path``: NotFound when there is no folder there, Conflict when what is
-        there is no usable bundle (incomplete, tampered, of another format; one line each)."""
+    async def _read(path: str, reader: Callable[[str], T]) -> T:
+        """``reader(path)`` off the event loop: NotFound when there is no folder at ``path``,
+        Conflict when what is there is no usable bundle (incomplete, tampered, of another format;
+        one line each)."""
         try:
             exists = await asyncio.to_thread(Path(path).is_dir)
         except OSError:  # a name too long for the file system
@@ -179,7 +184,7 @@ class BundleSet:
         if not exists:
             raise NotFound(f"bundle {path[:200]} does not exist on the fusion center's host")
         try:
-            return await asyncio.to_thread(load_bundle, path)
+            return await asyncio.to_thread(reader, path)
         except BundleError as exc:
             raise Conflict(str(exc)) from None
         except (OSError, ValueError) as exc:  # no permission, a file vanished meanwhile
